@@ -1,0 +1,27 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, bad configuration, a broken plugin) is a
+:class:`VisumError`. The CLI prints its message as one line and exits with status 2;
+anything else is a bug in visum and is shown with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VisumError(Exception):
+    """An error caused by the input, the configuration or a plugin, not by visum."""
+
+
+class InputError(VisumError):
+    """An image, folder or target that cannot be used. The message names the file."""
+
+
+class ConfigError(VisumError):
+    """A configuration value, option or model specification that is not valid."""
+
+
+class PluginError(VisumError):
+    """A plugin that fails to load, clashes with another, raises, or returns the wrong thing.
+
+    The message always names the plugin (kind, name and the distribution that provides it).
+    """
