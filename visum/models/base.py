@@ -40,6 +40,21 @@ class View:
         ay0, ay1 = min(max(ay0, 0), h - 1), min(max(ay1, 1), h)
         return ax0, ay0, max(ax1, ax0 + 1), max(ay1, ay0 + 1)
 
+    def to_original(self, array: np.ndarray) -> np.ndarray:
+        """Paste a view-sized ``[S, S]`` float map into a zero map of the original's size."""
+        w, h = self.original_size
+        s = array.shape[0]
+        ox, oy = self.offset
+        x0, y0 = int(round(ox)), int(round(oy))
+        side = max(1, int(round(s / self.scale)))
+        resized = np.asarray(
+            Image.fromarray(array.astype(np.float32), mode="F").resize((side, side), Image.BILINEAR)
+        )
+        out = np.zeros((h, w), dtype=np.float32)
+        x1, y1 = min(w, x0 + side), min(h, y0 + side)
+        out[y0:y1, x0:x1] = resized[: y1 - y0, : x1 - x0]
+        return out
+
 
 @dataclass(frozen=True)
 class Preprocessing:

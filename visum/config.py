@@ -1,0 +1,155 @@
+"""Run configuration: one pydantic model, read from and written to TOML.
+
+``visum run`` resolves its flags into a :class:`RunConfig` and writes it to ``run.toml`` in
+the output folder, so ``visum run --config run.toml`` repeats the run. Component options
+are kept as plain dictionaries here and validated against each component's own options
+model by the plugin catalogue.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from visum.components import KINDS
+from visum.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Section):
+    spec: str = Field("parts", description="efficientnet-lite0|1|2, torchvision:NAME, a TorchScript file, package.module:factory, or 'parts'.")
+    weights: str | None = Field(None, description="torchvision weights enum name or a state-dict file.")
+    input_size: int | None = Field(None, gt=0, description="Override the model's input size.")
+    mean: tuple[float, float, float] | None = Field(None, description="Override the normalisation mean (0..1 units).")
+    std: tuple[float, float, float] | None = Field(None, description="Override the normalisation std (0..1 units).")
+
+
+class RegionsConfig(_Section):
+    """How a saliency mask becomes regions (the paper's connected components, Sec. 3.2)."""
+
+    threshold: float | Literal["otsu"] = Field(
+        0.5, description="Binarisation threshold on the mask in [0,1], or 'otsu' for Otsu's threshold per image."
+    )
+    smooth_sigma: float = Field(
+        2.0, ge=0, description="Gaussian smoothing (pixels) of the mask before thresholding; 0 = none."
+    )
+    min_area: float = Field(
+        0.002, ge=0, description="Smallest region kept, as a fraction of the image area."
+    )
+
+
+class PruningConfig(_Section):
+    """Which proposals enter the compatibility matrix Corr'' (Sec. 3.2)."""
+
+    min_overlap: float = Field(0.75, ge=0, le=1, description="A proposal is kept when more than this share of its area lies inside a region's box.")
+    max_area_ratio: float = Field(2.0, ge=1, description="Two overlapping proposals of one image whose area ratio is below this are near-duplicates; the better matched one is kept.")
+    duplicate_overlap: float = Field(0.5, ge=0, le=1, description="Two proposals overlap when their intersection covers more than this share of the smaller one.")
+    min_score: float = Field(0.0, ge=0, description="Matching scores at or below this are dropped from Corr (sparsification).")
+
+
+class SummariesConfig(_Section):
+    min_images: int = Field(3, ge=2, description="A cluster becomes a summary candidate only when its parts come from at least this many images.")
+    tile: int = Field(128, ge=32, description="Side of one member tile in the summary images, pixels.")
+
+
+class RunConfig(_Section):
+    """Everything that determines a run's result (``out`` and caching aside)."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    images: Path | None = Field(None, description="Folder of images of the target class; none = the parts benchmark.")
+    benchmark_images: int = Field(30, ge=2, description="How many parts-benchmark images the default run generates.")
+    target: str | None = Field(None, description="Class index or name; default: the parts benchmark's main class.")
+    saliency: str = "gradient"
+    proposer: str = "selective-search"
+    matcher: str = "hog"
+    clusterer: str = "ap"
+    scorer: str = "ssim"
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Component options by kind.")
+    regions: RegionsConfig = Field(default_factory=RegionsConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    summaries: SummariesConfig = Field(default_factory=SummariesConfig)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    device: str = "cpu"
+    keep_misclassified: bool = False
+
+    @field_validator("options")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kind in value:
+            if kind not in KINDS:
+                raise ValueError(f"unknown component kind '{kind}' (kinds: {', '.join(KINDS)})")
+        return value
+
+    def component(self, kind: str) -> str:
+        return getattr(self, kind)
+
+    def component_options(self, kind: str) -> dict[str, Any]:
+        return dict(self.options.get(kind, {}))
+
+
+def _one_line(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def make_config(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"bad configuration: {_one_line(exc)}") from None
+
+
+def load_config(path: Path) -> RunConfig:
+    try:
+        data = tomllib.loads(Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_one_line(exc)}") from None
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """JSON/TOML-ready dictionary; ``None`` values are left out (TOML has no null)."""
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    return drop_none(config.model_dump(mode="json"))
+
+
+def dump_config(config: RunConfig, path: Path) -> None:
+    Path(path).write_text(tomli_w.dumps(config_to_dict(config)), "utf-8")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it (``3``, ``0.5``, ``true``, ``[1, 2]``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_opt(text: str) -> tuple[str, str, Any]:
+    """``KIND.KEY=VALUE`` → ``(kind, key, value)``; one-line error naming the flag otherwise."""
+    head, sep, value = text.partition("=")
+    kind, dot, key = head.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"bad --opt '{text}': expected KIND.KEY=VALUE, e.g. saliency.smooth_sigma=2")
+    if kind not in KINDS:
+        raise ConfigError(f"bad --opt '{text}': unknown kind '{kind}' (kinds: {', '.join(KINDS)})")
+    return kind, key.strip(), parse_value(value.strip())

@@ -1,0 +1,117 @@
+"""Everything a run leaves on disk: manifest.json, masks/, summaries/, run.toml, report.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from visum import __version__
+from visum.config import config_to_dict, dump_config
+from visum.manifest import ImageRecord, Manifest, MemberRecord, ModelRecord, RegionRecord, SummaryRecord
+
+if TYPE_CHECKING:
+    from visum.pipeline import Pipeline
+
+
+def relative_to(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else absolute (POSIX separators)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def thumbnail(image: np.ndarray, side: int = 160) -> np.ndarray:
+    im = Image.fromarray(image)
+    im.thumbnail((side, side), Image.BILINEAR)
+    return np.asarray(im)
+
+
+def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters, verdicts, nodes):
+    """Masks, summary images, run.toml; returns the manifest and the pictures for the report."""
+    from visum.report import member_tile, save_png, summary_grid
+
+    out = p.out_dir
+    names = model.class_names
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    (out / "summaries").mkdir(parents=True, exist_ok=True)
+    by_id = {im.id: im for im in images}
+
+    records, mask_pngs = [], {}
+    for im in images:
+        state = states.get(im.id)
+        regions, mask_rel = [], None
+        if state is not None and state.mask is not None:
+            mask_path = out / "masks" / f"{im.id:04d}.png"
+            mask = im.view.to_original(state.mask)
+            Image.fromarray((mask * 255).round().astype(np.uint8)).save(mask_path)
+            np.save(mask_path.with_suffix(".npy"), state.mask)
+            mask_pngs[im.id] = mask_path
+            mask_rel = relative_to(mask_path, out)
+            for r, (box, area) in enumerate(zip(state.regions.boxes, state.regions.areas)):
+                regions.append(RegionRecord(id=r, bbox=im.view.box_to_original(box), area=int(area)))
+        pred = int(probs[im.id].argmax())
+        h, w = im.original.shape[:2]
+        records.append(
+            ImageRecord(
+                id=im.id, path=relative_to(im.path, out), width=w, height=h,
+                target_score=round(float(probs[im.id][target]), 6), predicted_index=pred,
+                predicted_name=names[pred] if names else None, used=state is not None,
+                mask=mask_rel, regions=regions,
+            )
+        )
+
+    order = sorted(range(len(clusters)), key=lambda c: (not verdicts[c].kept, -len(clusters[c]), clusters[c][0][0]))
+    summaries, summary_pngs = [], {}
+    for sid, c in enumerate(order):
+        members, tiles = [], []
+        for k, score in clusters[c]:
+            node = nodes[k]
+            im = by_id[node.image]
+            region_box = im.view.box_to_original(states[node.image].regions.boxes[node.region])
+            part_box = im.view.box_to_original(states[node.image].boxes[node.proposal])
+            members.append(MemberRecord(image=node.image, region=node.region, part_bbox=part_box, score=round(score, 6)))
+            tiles.append(member_tile(im.original, region_box, part_box, tile=p.config.summaries.tile))
+        verdict = verdicts[c]
+        title = f"summary {sid} — {len(members)} parts" + ("" if verdict.kept else " (discarded)")
+        png = out / "summaries" / f"{sid:03d}.png"
+        save_png(summary_grid(tiles, title=title), png)
+        summary_pngs[sid] = png
+        summaries.append(
+            SummaryRecord(id=sid, kept=verdict.kept, quality={k: round(v, 6) for k, v in verdict.quality.items()},
+                          image=relative_to(png, out), members=members)
+        )
+
+    manifest = Manifest(
+        visum_version=__version__,
+        config=config_to_dict(p.config),
+        model=ModelRecord(spec=model.spec, target_index=target, target_name=names[target] if names else None),
+        images=records,
+        summaries=summaries,
+        timings=p.timings,
+    )
+    dump_config(p.config, out / "run.toml")
+    pictures = {"summary_pngs": summary_pngs, "mask_pngs": mask_pngs,
+                "thumbnails": {im.id: thumbnail(im.original) for im in images}}
+    return manifest, pictures
+
+
+def finish(manifest: Manifest, out: Path, pictures: dict[str, Any], timings: dict[str, float]) -> Path:
+    """Write report.html and manifest.json last, once every stage's time is known."""
+    from visum.report import write_report
+
+    manifest.timings = dict(timings)
+    report = write_report(manifest, out, **pictures)
+    write_manifest(manifest, out)
+    return report
+
+
+def write_manifest(manifest: Manifest, out: Path) -> Path:
+    path = Path(out) / "manifest.json"
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", "utf-8")
+    return path

@@ -1,0 +1,371 @@
+"""The pipeline of the paper, stage by stage, calling whichever component the configuration names.
+
+    images ─► classify ─► saliency ─► regions ─► proposals ─► describe & match all pairs
+           ─► Corr (region proposals) ─► near-duplicates ─► Corr'' ─► cluster ─► score ─► summaries
+
+The pipeline knows component *kinds*, never plugins: it asks the catalogue for
+``(kind, name)`` and calls the kind's Protocol through :mod:`visum.checks`. Expensive
+results (masks, proposals, descriptions, pair matches) are cached on disk under keys of
+everything that determines them, so an interrupted run resumes where it stopped.
+Printing belongs to the caller: progress and messages go through a :class:`Reporter`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from visum import checks
+from visum.cache import Cache, content_hash, make_key
+from visum.config import RunConfig
+from visum.data.images import list_images, load_image
+from visum.errors import ConfigError, InputError
+from visum.manifest import Manifest
+from visum.models.base import LoadedModel, View
+from visum.output import finish, write_outputs
+from visum.plugins import Catalogue, ComponentInfo, get_catalogue
+from visum.regions import Regions, assemble_corr, assign_to_regions, binarize, connected_regions, near_duplicates
+
+BENCHMARK_SEED = 1_000_003  # parts-benchmark images of the default run: disjoint from training seeds
+
+
+class Reporter:
+    """Where the pipeline's progress goes. The default is silent; the CLI shows bars."""
+
+    def progress(self, items: Iterable[Any], desc: str, total: int | None = None) -> Iterable[Any]:
+        return items
+
+    def bar(self, total: int, desc: str) -> "Bar":
+        """A bar advanced by hand (``bar.update(n)``), for work done in batches."""
+        return Bar()
+
+    def info(self, message: str) -> None:
+        pass
+
+
+class Bar:
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        pass
+
+
+@dataclass
+class InputImage:
+    id: int
+    path: Path
+    original: np.ndarray  # [H, W, 3] uint8
+    view: View
+    digest: str  # sha256 of the view's pixels
+
+
+@dataclass
+class ImageState:
+    """What the stages learn about one used image."""
+
+    mask: np.ndarray | None = None  # [S, S] float32 in [0, 1]
+    regions: Regions | None = None
+    boxes: np.ndarray | None = None  # [M, 4] view pixels
+    region_of: np.ndarray | None = None  # [M] region index or -1
+    description_key: str = ""
+    description: Any = None
+
+
+@dataclass
+class Node:
+    """One proposal in Corr: image, proposal index, region index."""
+
+    image: int
+    proposal: int
+    region: int
+
+
+@dataclass
+class RunResult:
+    manifest: Manifest
+    out_dir: Path
+    report: Path
+    cache_hits: int = 0
+    cache_misses: int = 0
+    extras: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Pipeline:
+    """One run: ``Pipeline(config, out_dir).run()``."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out_dir: Path,
+        *,
+        catalogue: Catalogue | None = None,
+        cache: Cache | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.catalogue = catalogue or get_catalogue()
+        self.cache = cache if cache is not None else Cache()
+        self.reporter = reporter or Reporter()
+        self.timings: dict[str, float] = {}
+        self.states: dict[int, ImageState] = {}
+        # Resolve every component first: an unknown name or a bad option fails before any work.
+        self.components: dict[str, tuple[ComponentInfo, Any, dict[str, Any]]] = {}
+        for kind in ("saliency", "proposer", "matcher", "clusterer", "scorer"):
+            name = config.component(kind)
+            info = self.catalogue.get(kind, name)
+            options = self.catalogue.options(kind, name, config.component_options(kind))
+            self.components[kind] = (info, self.catalogue.create(kind, name, config.component_options(kind)),
+                                     options.model_dump(mode="json"))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    def _key(self, stage: str, kind: str, **parts: Any) -> str:
+        info, _, options = self.components[kind]
+        return make_key(stage, component=info.name, source=info.source, options=options, **parts)
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> RunResult:
+        from visum.models.loading import load_model, resolve_target  # heavy imports at use
+
+        cfg = self.config
+        seed_everything(cfg.seed)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self.stage("model"):
+            m = cfg.model
+            model = load_model(m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, device=cfg.device)
+            target = self._resolve_target(model, resolve_target)
+        with self.stage("load"):
+            images = self._load_images(model)
+        with self.stage("classify"):
+            probs = self._classify(model, images)
+        predicted = probs.argmax(axis=1)
+        used = [im for im in images if cfg.keep_misclassified or predicted[im.id] == target]
+        self.reporter.info(f"{len(used)} of {len(images)} images are classified as the target and used")
+        if len(used) < 2:
+            name = model.class_names[target] if model.class_names else str(target)
+            raise InputError(
+                f"only {len(used)} of {len(images)} images are classified as '{name}' by {m.spec}; "
+                "visual summaries need at least 2 (use --keep-misclassified to keep the others)"
+            )
+        states = self.states = {im.id: ImageState() for im in used}
+        with self.stage("saliency"):
+            self._saliency(model, used, target, states)
+        with self.stage("regions"):
+            self._regions(used, states)
+        with self.stage("proposals"):
+            self._proposals(used, states)
+        with self.stage("matching"):
+            nodes, corr = self._match(used, states)
+        with self.stage("pruning"):
+            nodes, corr = self._prune(nodes, corr)
+        with self.stage("clustering"):
+            clusters = self._cluster(nodes, corr)
+        with self.stage("scoring"):
+            verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
+        with self.stage("summaries"):
+            manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes)
+        report = finish(manifest, self.out_dir, pictures, self.timings)
+        return RunResult(manifest, self.out_dir, report, self.cache.hits, self.cache.misses)
+
+    def _resolve_target(self, model: LoadedModel, resolve_target: Any) -> int:
+        from visum.models.loading import num_classes
+
+        target = self.config.target
+        if target is None:
+            if model.spec == "parts":
+                return 0  # the benchmark's main class
+            raise ConfigError("--target is required for this model (a class index or name)")
+        return resolve_target(target, model.class_names, num_classes(model))
+
+    def _load_images(self, model: LoadedModel) -> list[InputImage]:
+        cfg = self.config
+        folder = cfg.images
+        if folder is None:
+            if cfg.model.spec != "parts":
+                raise ConfigError("--images is required for models other than the parts benchmark's ('parts')")
+            folder = self._generate_benchmark()
+        paths = list_images(Path(folder))
+        images = []
+        for k, path in enumerate(self.reporter.progress(paths, "load images", len(paths))):
+            original = load_image(path)
+            view = model.preprocessing.view(original)
+            images.append(InputImage(k, path, original, view, content_hash(view.pixels)))
+        return images
+
+    def _generate_benchmark(self) -> Path:
+        from visum.data.parts import make_dataset, write_dataset
+
+        folder = self.out_dir / "images"
+        samples = make_dataset(self.config.benchmark_images, seed=BENCHMARK_SEED + self.config.seed, labels=[0])
+        write_dataset(samples, folder)
+        return folder
+
+    def _classify(self, model: LoadedModel, images: list[InputImage]) -> np.ndarray:
+        out = []
+        bs = self.config.batch_size
+        with torch.no_grad():
+            for start in range(0, len(images), bs):
+                batch = images[start : start + bs]
+                x = model.preprocessing.to_tensor([im.view.pixels for im in batch]).to(self.config.device)
+                out.append(torch.softmax(model.module(x).float(), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    def _saliency(self, model: LoadedModel, used: list[InputImage], target: int, states: dict[int, ImageState]) -> None:
+        info, component, _ = self.components["saliency"]
+        pre = model.preprocessing
+        keys = {
+            im.id: self._key("saliency", "saliency", image=im.digest, model=model.fingerprint,
+                             pre=[pre.input_size, pre.resize, pre.mean, pre.std], target=target)
+            for im in used
+        }
+        todo = []
+        for im in used:
+            states[im.id].mask = self.cache.get("saliency", keys[im.id])
+            if states[im.id].mask is None:
+                todo.append(im)
+        bs = self.config.batch_size
+        batches = [todo[k : k + bs] for k in range(0, len(todo), bs)]
+        with self.reporter.bar(len(todo), f"saliency ({info.name})") as bar:
+            for batch in batches:
+                seed_everything(self.config.seed)
+                x = pre.to_tensor([im.view.pixels for im in batch]).to(self.config.device)
+                t = torch.full((len(batch),), target, dtype=torch.long, device=x.device)
+                masks = checks.saliency(info, component, model.module, x, t)
+                for im, mask in zip(batch, masks):
+                    states[im.id].mask = mask
+                    self.cache.put("saliency", keys[im.id], mask)
+                bar.update(len(batch))
+
+    def _regions(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
+        rc = self.config.regions
+        for im in used:
+            s = states[im.id]
+            h, w = s.mask.shape
+            s.regions = connected_regions(
+                binarize(s.mask, rc.threshold, rc.smooth_sigma), min_area=max(1, int(rc.min_area * h * w))
+            )
+
+    def _proposals(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
+        info, component, _ = self.components["proposer"]
+        for im in self.reporter.progress(used, f"proposals ({info.name})", len(used)):
+            key = self._key("proposals", "proposer", image=im.digest)
+            boxes = self.cache.get("proposals", key)
+            if boxes is None:
+                boxes = checks.proposals(info, component, im.view.pixels)
+                self.cache.put("proposals", key, boxes)
+            s = states[im.id]
+            s.boxes = boxes
+            s.region_of = assign_to_regions(boxes, s.regions.boxes, self.config.pruning.min_overlap)
+
+    def _match(self, used: list[InputImage], states: dict[int, ImageState]) -> tuple[list[Node], sp.csr_matrix]:
+        info, component, _ = self.components["matcher"]
+        active = [im for im in used if (states[im.id].region_of >= 0).any()]
+        for im in self.reporter.progress(active, f"describe ({info.name})", len(active)):
+            s = states[im.id]
+            s.description_key = self._key("describe", "matcher", image=im.digest, boxes=content_hash(s.boxes))
+            s.description = self.cache.get_or_compute(
+                "describe", s.description_key, lambda: checks.description(info, component, im.view.pixels, s.boxes)
+            )
+        nodes: list[Node] = []
+        offsets = [0]
+        selected: dict[int, np.ndarray] = {}
+        for k, im in enumerate(active):
+            sel = np.flatnonzero(states[im.id].region_of >= 0)
+            selected[im.id] = sel
+            nodes += [Node(im.id, int(p), int(states[im.id].region_of[p])) for p in sel]
+            offsets.append(offsets[-1] + len(sel))
+        pairs = [(a, b) for a in range(len(active)) for b in range(a + 1, len(active))]
+        blocks = {}
+        for a, b in self.reporter.progress(pairs, f"match pairs ({info.name})", len(pairs)):
+            ia, ib = active[a], active[b]
+            sa, sb = states[ia.id], states[ib.id]
+            key = self._key("match", "matcher", i=sa.description_key, j=sb.description_key,
+                            rows=content_hash(selected[ia.id]), cols=content_hash(selected[ib.id]))
+            q = self.cache.get("match", key)
+            if q is None:
+                full = checks.match(info, component, sa.description, sb.description, len(sa.boxes), len(sb.boxes))
+                q = np.ascontiguousarray(full[np.ix_(selected[ia.id], selected[ib.id])])
+                self.cache.put("match", key, q)
+            blocks[(a, b)] = q
+        corr = assemble_corr(blocks, np.asarray(offsets), self.config.pruning.min_score)
+        return nodes, corr
+
+    def _prune(self, nodes: list[Node], corr: sp.csr_matrix) -> tuple[list[Node], sp.csr_matrix]:
+        """Corr → Corr'': near-duplicate proposals of each image removed (the better matched stays)."""
+        pc = self.config.pruning
+        if not nodes:
+            return nodes, corr
+        best = corr.max(axis=1).toarray().ravel()
+        keep: list[int] = []
+        by_image: dict[int, list[int]] = {}
+        for k, node in enumerate(nodes):
+            by_image.setdefault(node.image, []).append(k)
+        for image, idx in by_image.items():
+            boxes = np.stack([self._boxes_of(image)[nodes[k].proposal] for k in idx])
+            kept = near_duplicates(boxes, best[idx], pc.max_area_ratio, pc.duplicate_overlap)
+            keep += [idx[k] for k in kept]
+        keep.sort()
+        return [nodes[k] for k in keep], corr[keep][:, keep].tocsr()
+
+    def _boxes_of(self, image: int) -> np.ndarray:
+        return self.states[image].boxes
+
+    def _cluster(self, nodes: list[Node], corr: sp.csr_matrix) -> list[list[tuple[int, float]]]:
+        """Clusters of Corr'' as lists of (node index, score), one member per (image, region)."""
+        info, component, _ = self.components["clusterer"]
+        if len(nodes) < 2:
+            return []
+        seed_everything(self.config.seed)
+        labels = checks.clustering(info, component, corr)
+        clusters = []
+        for label in sorted(set(labels[labels >= 0].tolist())):
+            idx = np.flatnonzero(labels == label)
+            sub = corr[idx][:, idx]
+            mean_sim = np.asarray(sub.sum(axis=1)).ravel() / max(len(idx) - 1, 1)
+            best: dict[tuple[int, int], tuple[int, float]] = {}
+            for k, score in zip(idx.tolist(), mean_sim.tolist()):
+                key = (nodes[k].image, nodes[k].region)
+                if key not in best or score > best[key][1]:
+                    best[key] = (k, score)
+            members = sorted(best.values())
+            if len({nodes[k].image for k, _ in members}) >= self.config.summaries.min_images:
+                clusters.append(members)
+        return clusters
+
+    def _score(self, clusters, nodes, by_id: dict[int, InputImage], states) -> list:
+        info, component, _ = self.components["scorer"]
+        if not clusters:
+            return []
+        crops = []
+        for members in clusters:
+            parts = []
+            for k, _ in members:
+                x0, y0, x1, y1 = states[nodes[k].image].boxes[nodes[k].proposal]
+                parts.append(by_id[nodes[k].image].view.pixels[y0:y1, x0:x1])
+            crops.append(parts)
+        return checks.scores(info, component, crops)
