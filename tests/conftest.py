@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's cache unless they pass their own --cache-dir."""
+    old = os.environ.get("VISUM_CACHE_DIR")
+    os.environ["VISUM_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "visum-cache")
+    yield
+    if old is None:
+        os.environ.pop("VISUM_CACHE_DIR", None)
+    else:
+        os.environ["VISUM_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def parts_folder(tmp_path_factory) -> Path:
+    """Eight main-class images of the parts benchmark, generated once."""
+    from visum.data.parts import make_dataset, write_dataset
+
+    folder = tmp_path_factory.mktemp("parts8")
+    write_dataset(make_dataset(8, seed=4242, labels=[0]), folder)
+    return folder
+
+
+def foolbox_images() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "data"
+    return folder if any(folder.glob("imagenet_*.jpg")) else None

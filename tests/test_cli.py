@@ -1,0 +1,186 @@
+"""End to end through the command line, as a user runs it."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visum.cli import main
+from visum.manifest import Manifest
+
+from conftest import foolbox_images
+
+
+def run_cli(capsys, *args):
+    code = main(list(map(str, args)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def load_manifest(folder: Path) -> Manifest:
+    return Manifest.model_validate_json((folder / "manifest.json").read_text())
+
+
+def strip_timings(folder: Path) -> dict:
+    data = json.loads((folder / "manifest.json").read_text())
+    data.pop("timings")
+    return data
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`visum run` with no arguments but --out: the embedded default."""
+    out = tmp_path_factory.mktemp("default") / "run"
+    code = main(["run", "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_default_run_produces_at_least_two_kept_summaries(default_run):
+    m = load_manifest(default_run)
+    assert m.model.spec == "parts" and m.model.target_index == 0
+    assert len(m.kept_summaries) >= 2
+    used = [im for im in m.images if im.used]
+    assert len(used) >= 0.8 * len(m.images)
+    for s in m.summaries:
+        assert (default_run / s.image).is_file()
+        images = {mem.image for mem in s.members}
+        assert len(images) >= 3
+        for mem in s.members:
+            im = m.images[mem.image]
+            region = im.regions[mem.region]
+            x0, y0, x1, y1 = mem.part_bbox
+            assert 0 <= x0 < x1 <= im.width and 0 <= y0 < y1 <= im.height
+            # the part lies (mostly) inside its region
+            rx0, ry0, rx1, ry1 = region.bbox
+            inter = max(0, min(x1, rx1) - max(x0, rx0)) * max(0, min(y1, ry1) - max(y0, ry0))
+            assert inter >= 0.7 * (x1 - x0) * (y1 - y0)
+    for im in used:
+        assert (default_run / im.mask).is_file()
+    for name in ["run.toml", "report.html", "manifest.json"]:
+        assert (default_run / name).is_file()
+    assert set(m.timings) >= {"saliency", "proposals", "matching", "clustering", "scoring", "summaries"}
+
+
+def test_same_config_and_seed_give_the_same_manifest_from_the_cache(default_run, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "run", "--config", default_run / "run.toml", "--out", tmp_path / "again")
+    assert code == 0, err
+    assert out.strip().endswith("report.html")
+    hits = int(re.search(r"cache: (\d+) hits", err).group(1))
+    assert hits >= len([im for im in load_manifest(default_run).images if im.used])  # masks at least
+    first, second = strip_timings(default_run), strip_timings(tmp_path / "again")
+    # image paths differ only because each run writes its own benchmark images
+    assert first == second
+
+
+def test_interrupted_run_resumes_without_recomputing_masks(parts_folder, tmp_path, capsys, monkeypatch):
+    import visum.pipeline as pipeline
+    import visum_plugins.saliency.gradient as gradient
+
+    calls = []
+    real_explain = gradient.Gradient.explain
+
+    def counting(self, model, x, target):
+        calls.append(x.shape[0])
+        return real_explain(self, model, x, target)
+
+    monkeypatch.setattr(gradient.Gradient, "explain", counting)
+
+    def crash(self, *args):
+        raise KeyboardInterrupt
+
+    cache = tmp_path / "cache"
+    args = ["run", "--images", parts_folder, "--out", tmp_path / "a", "--cache-dir", cache, "--quiet"]
+    with monkeypatch.context() as m:
+        m.setattr(pipeline.Pipeline, "_proposals", crash)
+        code, _, err = run_cli(capsys, *args)
+    assert code == 130 and "resume" in err
+    computed = sum(calls)
+    assert computed == 8
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert sum(calls) == computed  # masks came from the cache
+    code, _, err = run_cli(capsys, *args, "--no-cache")
+    assert code == 0 and sum(calls) == 2 * computed
+
+
+def one_line_error(capsys, *args) -> str:
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2, (code, out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("visum: error: ")
+    return lines[0]
+
+
+def test_bad_inputs_give_one_line_errors_naming_the_culprit(parts_folder, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(parts_folder, bad)
+    (bad / "notes.txt").write_text("not an image")
+    assert "notes.txt" in one_line_error(capsys, "run", "--images", bad, "--out", tmp_path / "o1", "-q")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "empty" in one_line_error(capsys, "run", "--images", empty, "--out", tmp_path / "o2", "-q")
+
+    msg = one_line_error(capsys, "run", "--images", parts_folder, "--saliency", "telepathy", "--out", tmp_path / "o3")
+    assert "telepathy" in msg and "gradient" in msg
+
+    msg = one_line_error(capsys, "run", "--images", parts_folder, "--target", "zebra", "--out", tmp_path / "o4")
+    assert "zebra" in msg
+
+    msg = one_line_error(capsys, "run", "--images", parts_folder, "--opt", "clusterer.damping=7", "--out", tmp_path / "o5")
+    assert "clusterer plugin 'ap'" in msg and "damping" in msg
+
+    msg = one_line_error(capsys, "run", "--images", parts_folder, "--opt", "clusterer.dampign=0.5", "--out", tmp_path / "o6")
+    assert "dampign" in msg
+
+    assert "--opt" in one_line_error(capsys, "run", "--opt", "nonsense", "--out", tmp_path / "o7")
+    assert "--images is required" in one_line_error(capsys, "run", "--model", "efficientnet-lite0", "--out", tmp_path / "o8")
+
+
+def test_plugins_lists_builtins_with_options(capsys):
+    code, out, _ = run_cli(capsys, "plugins")
+    assert code == 0
+    for name in ["gradient", "selective-search", "hog", "ap", "ssim"]:
+        assert f"  {name} " in out
+    assert "--opt clusterer.preference=" in out and "--opt proposer.max_proposals=" in out
+    code, out, _ = run_cli(capsys, "plugins", "--json", "--kind", "clusterer")
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["ap"] and rows[0]["source"] == "built-in"
+    assert any(o["name"] == "preference" for o in rows[0]["options"])
+
+
+def test_schema_command_matches_the_model(capsys):
+    code, out, _ = run_cli(capsys, "schema")
+    assert code == 0 and json.loads(out) == Manifest.model_json_schema()
+
+
+@pytest.mark.skipif(foolbox_images() is None, reason="foolbox's bundled ImageNet images are not installed")
+def test_real_photos_with_efficientnet(tmp_path, capsys):
+    """Two real ImageNet-val jeeps (label 609) and a tabby cat that is left out as not-a-jeep."""
+    from skimage import data
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted(foolbox_images().glob("imagenet_*_609.jpg")):
+        shutil.copy(path, folder / path.name)
+    Image.fromarray(data.chelsea()).save(folder / "chelsea.png")
+    code, out, err = run_cli(capsys, "run", "--model", "efficientnet-lite0", "--images", folder, "--target", "jeep",
+                             "--out", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    m = load_manifest(tmp_path / "out")
+    assert m.model.target_name == "jeep" and m.model.target_index == 609
+    by_name = {Path(im.path).name: im for im in m.images}
+    assert not by_name["chelsea.png"].used and by_name["chelsea.png"].predicted_name in {"tabby cat", "tiger cat", "Egyptian cat"}
+    jeeps = [im for name, im in by_name.items() if name.endswith("_609.jpg")]
+    assert all(im.used and im.regions for im in jeeps)
+    for im in jeeps:
+        assert (im.width, im.height) == Image.open(folder / Path(im.path).name).size
+        for region in im.regions:
+            x0, y0, x1, y1 = region.bbox
+            assert 0 <= x0 < x1 <= im.width and 0 <= y0 < y1 <= im.height
