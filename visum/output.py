@@ -26,7 +26,7 @@ def relative_to(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def thumbnail(image: np.ndarray, side: int = 160) -> np.ndarray:
+def thumbnail(image: np.ndarray, side: int = 112) -> np.ndarray:
     im = Image.fromarray(image)
     im.thumbnail((side, side), Image.BILINEAR)
     return np.asarray(im)
