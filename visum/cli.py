@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, List, Optional
 
-import click
 import typer
 from tqdm.auto import tqdm
 
@@ -216,22 +215,25 @@ def _root(
         typer.echo(ctx.get_help())
 
 
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user errors become one line and exit status 2."""
     try:
-        result = app(args=argv, standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        app(args=argv, prog_name="visum")
+    except SystemExit as exc:  # typer ends every command this way
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except VisumError as exc:
         typer.echo(f"visum: error: {exc}", err=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    else:
+        code = 0
+    if code == INTERRUPTED:
         typer.echo("visum: interrupted; finished stages are cached, run again to resume", err=True)
-        return 130
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

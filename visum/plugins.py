@@ -18,6 +18,8 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import tomllib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -63,16 +65,28 @@ class ComponentInfo:
         return options_table(self.cls.Options)
 
 
+def type_name(annotation: Any) -> str:
+    """``Literal['a', 'b']`` → ``a|b``; ``float | None`` → ``float|None``; ``int`` → ``int``."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return "|".join(type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    if typing.get_origin(annotation) is not None:
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def options_table(model: type[BaseModel]) -> list[dict[str, Any]]:
     rows = []
     for key, field in model.model_fields.items():
         annotation = field.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         default = None if field.is_required() else field.get_default(call_default_factory=True)
         rows.append(
             {
                 "name": key,
-                "type": type_name,
+                "type": type_name(annotation),
                 "default": default,
                 "required": field.is_required(),
                 "description": field.description or "",
