@@ -35,7 +35,9 @@ class RegionsConfig(_Section):
     """How a saliency mask becomes regions (the paper's connected components, Sec. 3.2)."""
 
     threshold: float | Literal["otsu"] = Field(
-        0.5, description="Binarisation threshold on the mask in [0,1], or 'otsu' for Otsu's threshold per image."
+        "otsu",
+        description="Binarisation threshold on the (smoothed) mask in [0,1], or 'otsu' for Otsu's threshold per "
+        "image, which suits soft maps (gradients) and nearly binary ones (crisp) alike.",
     )
     smooth_sigma: float = Field(
         2.0, ge=0, description="Gaussian smoothing (pixels) of the mask before thresholding; 0 = none."
