@@ -139,7 +139,10 @@ def test_bad_inputs_give_one_line_errors_naming_the_culprit(parts_folder, tmp_pa
     assert "dampign" in msg
 
     assert "--opt" in one_line_error(capsys, "run", "--opt", "nonsense", "--out", tmp_path / "o7")
-    assert "--images is required" in one_line_error(capsys, "run", "--model", "efficientnet-lite0", "--out", tmp_path / "o8")
+    assert "--images is required" in one_line_error(capsys, "run", "--model", "efficientnet-lite0", "--target", "jeep",
+                                                    "--out", tmp_path / "o8")
+    assert "--target is required" in one_line_error(capsys, "run", "--model", "efficientnet-lite0", "--images",
+                                                    parts_folder, "--out", tmp_path / "o9")
 
 
 def test_plugins_lists_builtins_with_options(capsys):
