@@ -1,0 +1,39 @@
+"""The README's set-up commands are the ones CI runs and the ones that work."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", setup, flags=re.S)
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = readme_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    assert commands[0].endswith("visum run")
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    line = next(l for l in ci.splitlines() if l.rstrip().endswith("# TEST-COMMAND"))
+    command = line.rsplit("#", 1)[0].strip()
+    assert command == readme_commands()[1]
+
+
+def test_documented_cli_flags_exist():
+    from visum.cli import app
+    import typer.main
+
+    run = typer.main.get_command(app).commands["run"]
+    flags = {opt for p in run.params for opt in p.opts}
+    text = (ROOT / "README.md").read_text()
+    for flag in set(re.findall(r"(--[a-z][a-z-]+)", text)) - {"--help"}:
+        if flag in {"--n", "--class", "--seed"} and flag not in flags:
+            continue  # `visum parts generate` flags
+        assert flag in flags, flag
