@@ -25,6 +25,7 @@ import torch
 
 from visum import checks
 from visum.cache import Cache, content_hash, make_key
+from visum.components import KINDS
 from visum.config import RunConfig
 from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
@@ -129,12 +130,10 @@ class Pipeline:
         self.states: dict[int, ImageState] = {}
         # Resolve every component first: an unknown name or a bad option fails before any work.
         self.components: dict[str, tuple[ComponentInfo, Any, dict[str, Any]]] = {}
-        for kind in ("saliency", "proposer", "matcher", "clusterer", "scorer"):
-            name = config.component(kind)
-            info = self.catalogue.get(kind, name)
-            options = self.catalogue.options(kind, name, config.component_options(kind))
-            self.components[kind] = (info, self.catalogue.create(kind, name, config.component_options(kind)),
-                                     options.model_dump(mode="json"))
+        for kind in KINDS:
+            info = self.catalogue.get(kind, config.component(kind))
+            options = self.catalogue.options(kind, info.name, config.component_options(kind))
+            self.components[kind] = (info, self.catalogue.instantiate(info, options), options.model_dump(mode="json"))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -150,7 +149,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def run(self) -> RunResult:
-        from visum.models.loading import load_model, resolve_target  # heavy imports at use
+        from visum.models.loading import load_model  # heavy imports at use
 
         cfg = self.config
         seed_everything(cfg.seed)
@@ -158,7 +157,7 @@ class Pipeline:
         with self.stage("model"):
             m = cfg.model
             model = load_model(m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, device=cfg.device)
-            target = self._resolve_target(model, resolve_target)
+            target = self._resolve_target(model)
         with self.stage("load"):
             images = self._load_images(model)
         with self.stage("classify"):
@@ -192,8 +191,8 @@ class Pipeline:
         report = finish(manifest, self.out_dir, pictures, self.timings)
         return RunResult(manifest, self.out_dir, report, self.cache.hits, self.cache.misses)
 
-    def _resolve_target(self, model: LoadedModel, resolve_target: Any) -> int:
-        from visum.models.loading import num_classes
+    def _resolve_target(self, model: LoadedModel) -> int:
+        from visum.models.loading import num_classes, resolve_target
 
         target = self.config.target
         if target is None:

@@ -158,8 +158,10 @@ class Catalogue:
 
     def create(self, kind: str, name: str, raw: dict[str, Any] | None = None) -> Any:
         """Instantiate a component with validated options."""
-        info = self.get(kind, name)
-        options = self.options(kind, name, raw)
+        return self.instantiate(self.get(kind, name), self.options(kind, name, raw))
+
+    @staticmethod
+    def instantiate(info: ComponentInfo, options: BaseModel) -> Any:
         try:
             return info.cls(options)
         except Exception as exc:  # a plugin's constructor is plugin code
