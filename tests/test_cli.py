@@ -197,3 +197,19 @@ def test_real_photos_with_efficientnet(tmp_path, capsys):
             assert 0 <= x0 < x1 <= im.width and 0 <= y0 < y1 <= im.height
         mask = np.asarray(Image.open(tmp_path / "out" / im.mask))
         assert mask.shape == (im.height, im.width)
+
+
+def test_masks_command_writes_png_and_npy_for_every_image(parts_folder, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "masks", "--saliency", "gradient", "--images", parts_folder,
+                             "--out", tmp_path / "m", "--quiet")
+    assert code == 0, err
+    assert out.strip().endswith("masks")
+    m = load_manifest(tmp_path / "m")
+    assert len(m.images) == 8 and m.summaries == []
+    for im in m.images:
+        png = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "m" / im.mask))
+        npy = np.load((tmp_path / "m" / im.mask).with_suffix(".npy"))
+        assert png.shape == (im.height, im.width) and npy.dtype == np.float32
+        assert 0 <= npy.min() and npy.max() <= 1 and npy.max() > 0.5
+    msg = one_line_error(capsys, "masks", "--saliency", "nope", "--images", parts_folder, "--out", tmp_path / "x")
+    assert "unknown saliency plugin 'nope'" in msg

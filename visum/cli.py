@@ -96,6 +96,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./visum-out/<timestamp>)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per saliency/classification batch."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for all-pairs matching (default: one per core)."),
     keep_misclassified: Optional[bool] = typer.Option(None, "--keep-misclassified/--drop-misclassified", help="Keep images the model does not classify as the target (default: drop them, as the paper does)."),
     benchmark_images: Optional[int] = typer.Option(None, "--benchmark-images", help="How many parts-benchmark images to generate when --images is not given."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
@@ -110,7 +111,7 @@ def run(
         images=images, model=model, weights=weights, target=target, input_size=input_size,
         mean=_triple(mean, "--mean"), std=_triple(std, "--std"), saliency=saliency, proposer=proposer,
         matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed, batch_size=batch_size, device=device,
-        keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
+        workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
     )
     cfg = _config_from_flags(config, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -123,6 +124,36 @@ def run(
         f"cache: {result.cache_hits} hits, {result.cache_misses} misses"
     )
     typer.echo(f"report: {result.report.resolve()}")
+
+
+@app.command()
+def masks(
+    saliency: str = typer.Option(..., "--saliency", help="Saliency plugin (see `visum plugins --kind saliency`)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    target: Optional[str] = typer.Option(None, "--target", help="Class to explain in every image: index or name."),
+    opt: List[str] = typer.Option([], "--opt", help="Saliency option saliency.KEY=VALUE, repeatable."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./visum-out/masks-<timestamp>)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per batch: a batch's masks are optimised together."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not read or write the cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Compute and save saliency masks alone: masks/NNNN.png (original size), .npy (model input size), manifest.json."""
+    from visum.cache import Cache
+    from visum.pipeline import Pipeline
+
+    flags = dict(images=images, model=model, weights=weights, target=target, saliency=saliency, seed=seed,
+                 batch_size=batch_size, device=device, keep_misclassified=True)
+    cfg = _config_from_flags(None, flags, opt)
+    out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")
+    reporter = TqdmReporter(quiet)
+    result = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
+    reporter.info(f"{len(result.manifest.images)} masks; cache: {result.cache_hits} hits, {result.cache_misses} misses")
+    typer.echo(f"masks: {result.report.resolve()}")
 
 
 @app.command()

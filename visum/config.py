@@ -79,6 +79,7 @@ class RunConfig(_Section):
     summaries: SummariesConfig = Field(default_factory=SummariesConfig)
     seed: int = 0
     batch_size: int = Field(16, ge=1)
+    workers: int = Field(0, ge=0, description="Processes for all-pairs matching; 0 = one per core.")
     device: str = "cpu"
     keep_misclassified: bool = False
 

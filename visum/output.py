@@ -32,16 +32,10 @@ def thumbnail(image: np.ndarray, side: int = 112) -> np.ndarray:
     return np.asarray(im)
 
 
-def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters, verdicts, nodes):
-    """Masks, summary images, run.toml; returns the manifest and the pictures for the report."""
-    from visum.report import member_tile, save_png, summary_grid
-
-    out = p.out_dir
+def image_records(out: Path, model, target, images, probs, states) -> tuple[list[ImageRecord], dict[int, Path]]:
+    """One record per image; writes each used image's mask as PNG (original size) and .npy (view size)."""
     names = model.class_names
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    (out / "summaries").mkdir(parents=True, exist_ok=True)
-    by_id = {im.id: im for im in images}
-
     records, mask_pngs = [], {}
     for im in images:
         state = states.get(im.id)
@@ -53,8 +47,9 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
             np.save(mask_path.with_suffix(".npy"), state.mask)
             mask_pngs[im.id] = mask_path
             mask_rel = relative_to(mask_path, out)
-            for r, (box, area) in enumerate(zip(state.regions.boxes, state.regions.areas)):
-                regions.append(RegionRecord(id=r, bbox=im.view.box_to_original(box), area=int(area)))
+            if state.regions is not None:
+                for r, (box, area) in enumerate(zip(state.regions.boxes, state.regions.areas)):
+                    regions.append(RegionRecord(id=r, bbox=im.view.box_to_original(box), area=int(area)))
         pred = int(probs[im.id].argmax())
         h, w = im.original.shape[:2]
         records.append(
@@ -65,6 +60,31 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
                 mask=mask_rel, regions=regions,
             )
         )
+    return records, mask_pngs
+
+
+def masks_manifest(p: "Pipeline", model, target, images, probs, states) -> Manifest:
+    """``visum masks``: the masks and a manifest of the images, without summaries."""
+    records, _ = image_records(p.out_dir, model, target, images, probs, states)
+    manifest = Manifest(
+        visum_version=__version__, config=config_to_dict(p.config),
+        model=ModelRecord(spec=model.spec, target_index=target,
+                          target_name=model.class_names[target] if model.class_names else None),
+        images=records, summaries=[], timings=p.timings,
+    )
+    write_manifest(manifest, p.out_dir)
+    return manifest
+
+
+def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters, verdicts, nodes):
+    """Masks, summary images, run.toml; returns the manifest and the pictures for the report."""
+    from visum.report import member_tile, save_png, summary_grid
+
+    out = p.out_dir
+    names = model.class_names
+    (out / "summaries").mkdir(parents=True, exist_ok=True)
+    by_id = {im.id: im for im in images}
+    records, mask_pngs = image_records(out, model, target, images, probs, states)
 
     order = sorted(range(len(clusters)), key=lambda c: (not verdicts[c].kept, -len(clusters[c]), clusters[c][0][0]))
     summaries, summary_pngs = [], {}

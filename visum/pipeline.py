@@ -30,8 +30,9 @@ from visum.config import RunConfig
 from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
 from visum.manifest import Manifest
+from visum.matching import MatchJob, match_all_pairs
 from visum.models.base import LoadedModel, View
-from visum.output import finish, write_outputs
+from visum.output import finish, masks_manifest, write_outputs
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
 from visum.regions import Regions, assemble_corr, assign_to_regions, binarize, connected_regions, near_duplicates
 
@@ -148,7 +149,8 @@ class Pipeline:
         return make_key(stage, component=info.name, source=info.source, options=options, **parts)
 
     # ------------------------------------------------------------------ stages
-    def run(self) -> RunResult:
+    def prepare(self) -> tuple[LoadedModel, int, list[InputImage], np.ndarray]:
+        """Load the model and the images, resolve the target, classify: ``(model, target, images, probs)``."""
         from visum.models.loading import load_model  # heavy imports at use
 
         cfg = self.config
@@ -162,6 +164,22 @@ class Pipeline:
             images = self._load_images(model)
         with self.stage("classify"):
             probs = self._classify(model, images)
+        return model, target, images, probs
+
+    def masks(self, images: Sequence[InputImage] | None = None) -> RunResult:
+        """Saliency masks alone (``visum masks``): every image, whatever the model predicts."""
+        model, target, all_images, probs = self.prepare()
+        states = self.states = {im.id: ImageState() for im in all_images}
+        with self.stage("saliency"):
+            self._saliency(model, all_images, target, states)
+        manifest = masks_manifest(self, model, target, all_images, probs, states)
+        return RunResult(manifest, self.out_dir, self.out_dir / "masks", self.cache.hits, self.cache.misses)
+
+    def run(self) -> RunResult:
+        """The whole pipeline; writes manifest.json, masks/, summaries/, run.toml and report.html."""
+        cfg = self.config
+        model, target, images, probs = self.prepare()
+        m = cfg.model
         predicted = probs.argmax(axis=1)
         used = [im for im in images if cfg.keep_misclassified or predicted[im.id] == target]
         self.reporter.info(f"{len(used)} of {len(images)} images are classified as the target and used")
@@ -299,18 +317,27 @@ class Pipeline:
             nodes += [Node(im.id, int(p), int(states[im.id].region_of[p])) for p in sel]
             offsets.append(offsets[-1] + len(sel))
         pairs = [(a, b) for a in range(len(active)) for b in range(a + 1, len(active))]
+        keys = {
+            (a, b): self._key("match", "matcher", i=states[active[a].id].description_key,
+                              j=states[active[b].id].description_key,
+                              rows=content_hash(selected[active[a].id]), cols=content_hash(selected[active[b].id]))
+            for a, b in pairs
+        }
         blocks = {}
-        for a, b in self.reporter.progress(pairs, f"match pairs ({info.name})", len(pairs)):
-            ia, ib = active[a], active[b]
-            sa, sb = states[ia.id], states[ib.id]
-            key = self._key("match", "matcher", i=sa.description_key, j=sb.description_key,
-                            rows=content_hash(selected[ia.id]), cols=content_hash(selected[ib.id]))
-            q = self.cache.get("match", key)
-            if q is None:
-                full = checks.match(info, component, sa.description, sb.description, len(sa.boxes), len(sb.boxes))
-                q = np.ascontiguousarray(full[np.ix_(selected[ia.id], selected[ib.id])])
-                self.cache.put("match", key, q)
-            blocks[(a, b)] = q
+        for pair in pairs:
+            q = self.cache.get("match", keys[pair])
+            if q is not None:
+                blocks[pair] = q
+        todo = [pair for pair in pairs if pair not in blocks]
+        job = MatchJob(info, component, [states[im.id].description for im in active],
+                       [len(states[im.id].boxes) for im in active], [selected[im.id] for im in active])
+        blocks.update(
+            match_all_pairs(
+                job, todo, workers=self.config.workers,
+                done=lambda pair, q: self.cache.put("match", keys[pair], q),
+                progress=lambda it, total: self.reporter.progress(it, f"match pairs ({info.name})", total),
+            )
+        )
         corr = assemble_corr(blocks, np.asarray(offsets), self.config.pruning.min_score)
         return nodes, corr
 

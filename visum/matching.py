@@ -1,0 +1,101 @@
+"""All-pairs matching: every unordered pair of images through the matcher, in parallel, cached.
+
+The per-image descriptions are made once in the parent process; worker processes are
+forked afterwards so they share them copy-on-write, and each task is just a pair of
+indices. A worker returns only the rows and columns of the proposals that lie in regions
+(``selected``), so little crosses process boundaries. The parent writes each pair's block
+to the cache as it arrives: an interrupted run keeps every finished pair.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from visum import checks
+from visum.plugins import ComponentInfo
+
+
+@dataclass
+class MatchJob:
+    """What every worker needs: the matcher and each image's description and selection."""
+
+    info: ComponentInfo
+    component: Any
+    descriptions: Sequence[Any]
+    sizes: Sequence[int]  # M_i, proposals described per image
+    selected: Sequence[np.ndarray]  # rows of Q_ij kept for image i
+
+    def block(self, pair: tuple[int, int]) -> np.ndarray:
+        """``Q_ij`` restricted to the selected proposals of ``i`` (rows) and ``j`` (columns)."""
+        i, j = pair
+        q = checks.match(self.info, self.component, self.descriptions[i], self.descriptions[j],
+                         self.sizes[i], self.sizes[j])
+        return np.ascontiguousarray(q[np.ix_(self.selected[i], self.selected[j])])
+
+
+_JOB: MatchJob | None = None  # set in the parent before forking; read by the workers
+
+
+def _work(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], np.ndarray]]:
+    assert _JOB is not None
+    return [(pair, _JOB.block(pair)) for pair in pairs]
+
+
+def resolve_workers(workers: int) -> int:
+    """``0`` means every core this process may use."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def match_all_pairs(
+    job: MatchJob,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    workers: int = 1,
+    chunk: int = 8,
+    done: Callable[[tuple[int, int], np.ndarray], None] = lambda pair, q: None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] = lambda it, total: it,
+) -> dict[tuple[int, int], np.ndarray]:
+    """``{(i, j): Q_ij[selected_i][:, selected_j]}`` for every pair; ``done`` sees each as it finishes."""
+    global _JOB
+    results: dict[tuple[int, int], np.ndarray] = {}
+    if not pairs:
+        return results
+    workers = min(resolve_workers(workers), max(1, len(pairs) // chunk))
+    chunks = [list(pairs[k : k + chunk]) for k in range(0, len(pairs), chunk)]
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        stream = (_one_chunk(job, c) for c in chunks)
+        executor = None
+    else:
+        _JOB = job
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        stream = executor.map(_work, chunks)
+    try:
+        for finished in progress(_flatten(stream), len(pairs)):
+            pair, q = finished
+            results[pair] = q
+            done(pair, q)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+            _JOB = None
+    return results
+
+
+def _one_chunk(job: MatchJob, pairs: list[tuple[int, int]]):
+    return [(pair, job.block(pair)) for pair in pairs]
+
+
+def _flatten(chunks):
+    for chunk in chunks:
+        yield from chunk
