@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from visum.regions import (
@@ -91,3 +92,5 @@ def test_assemble_corr_is_symmetric_sparse_and_block_placed():
     assert dense[2, 4] == np.float32(0.3)
     assert corr.nnz == 6
     assert np.all(dense[:2, :2] == 0)
+    with pytest.raises(ValueError, match="i < j"):
+        assemble_corr({(1, 0): q01}, offsets)

@@ -134,27 +134,25 @@ def assemble_corr(
 ) -> sp.csr_matrix:
     """The paper's ``Corr``: all ``Q_ij`` (``i < j``) in one symmetric sparse ``[N_P, N_P]``.
 
-    ``offsets[i]`` is the row of image ``i``'s first proposal (``offsets[-1] = N_P``).
-    Entries ``<= min_score`` are dropped; the diagonal blocks (proposals of one image) stay empty.
-    A pair scored in both directions keeps the mean of ``Q_ij`` and ``Q_ji^T``.
+    ``offsets[i]`` is the row of image ``i``'s first proposal (``offsets[-1] = N_P``). Each
+    unordered pair appears once, as ``(i, j)`` with ``i < j``; ``Corr[j, i] = Q_ij^T``.
+    Entries ``<= min_score`` are dropped (the paper's "thresholding the minimal admissible
+    matching score"), so memory grows with the number of admissible matches, never N_P².
+    The diagonal blocks (proposals of one image) stay empty.
     """
     n = int(offsets[-1])
     rows, cols, vals = [], [], []
     for (i, j), q in blocks.items():
+        if i >= j:
+            raise ValueError(f"assemble_corr takes each pair once as (i, j) with i < j, got {(i, j)}")
         q = np.asarray(q, dtype=np.float32)
         r, c = np.nonzero(q > min_score)
-        rows += [r + offsets[i], c + offsets[j]]
-        cols += [c + offsets[j], r + offsets[i]]
-        vals += [q[r, c], q[r, c]]
+        v = q[r, c]
+        rows += [r.astype(np.int32) + offsets[i], c.astype(np.int32) + offsets[j]]
+        cols += [c.astype(np.int32) + offsets[j], r.astype(np.int32) + offsets[i]]
+        vals += [v, v]
     if not rows:
         return sp.csr_matrix((n, n), dtype=np.float32)
-    corr = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    ).tocsr()
-    counts = sp.coo_matrix(
-        (np.ones(sum(len(v) for v in vals), np.float32), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n, n),
-    ).tocsr()
-    corr.data /= counts.data  # duplicates were summed: average them
-    corr.eliminate_zeros()
-    return corr.astype(np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32
+    )
