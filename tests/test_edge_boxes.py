@@ -165,13 +165,13 @@ def test_component_protocol_and_options():
     assert isinstance(EdgeBoxes(), Proposer)
     assert EdgeBoxes.name == "edge-boxes"
     o = EdgeBoxesOptions()
-    assert o.max_boxes == 500 and o.edge_model is None
+    assert o.max_proposals == 500 and o.edge_model is None
     for field in EdgeBoxesOptions.model_fields.values():
         assert field.description
     with pytest.raises(ValidationError):
         EdgeBoxesOptions(alpha=1.0)
     with pytest.raises(ValidationError):
-        EdgeBoxesOptions(max_boxes=-1)
+        EdgeBoxesOptions(max_proposals=-1)
     with pytest.raises(ValidationError):
         EdgeBoxesOptions(min_box_area=1)
     with pytest.raises(ValidationError):
@@ -195,23 +195,23 @@ def test_boxes_valid_on_a_photo(photo):
 def test_scores_are_sorted_and_boxes_follow_them(photo):
     p = EdgeBoxes()
     edges, orientation = p.edge_maps(photo)
-    boxes, scores = opencv_edge_boxes(edges, orientation, max_boxes=200, min_box_area=400)
+    boxes, scores = opencv_edge_boxes(edges, orientation, max_proposals=200, min_box_area=400)
     assert len(boxes) == len(scores) > 0
     assert np.all(np.diff(scores) <= 0) and np.isfinite(scores).all() and (scores > 0).all()
-    proposed = EdgeBoxes(EdgeBoxesOptions(max_boxes=200)).propose(photo)
+    proposed = EdgeBoxes(EdgeBoxesOptions(max_proposals=200)).propose(photo)
     # propose() keeps that order (it only clips and drops repeats)
     np.testing.assert_array_equal(proposed[:20], np.clip(boxes[:20], 0, 128))
 
 
-@pytest.mark.parametrize("max_boxes", [0, 1, 7, 60])
-def test_max_boxes_honoured(photo, max_boxes):
-    boxes = EdgeBoxes(EdgeBoxesOptions(max_boxes=max_boxes)).propose(photo)
-    assert boxes.shape == (min(max_boxes, len(boxes)), 4)
-    assert len(boxes) <= max_boxes
-    if max_boxes:
-        assert len(boxes) == max_boxes  # a photo has plenty
+@pytest.mark.parametrize("max_proposals", [0, 1, 7, 60])
+def test_max_boxes_honoured(photo, max_proposals):
+    boxes = EdgeBoxes(EdgeBoxesOptions(max_proposals=max_proposals)).propose(photo)
+    assert boxes.shape == (min(max_proposals, len(boxes)), 4)
+    assert len(boxes) <= max_proposals
+    if max_proposals:
+        assert len(boxes) == max_proposals  # a photo has plenty
         full = EdgeBoxes().propose(photo)
-        np.testing.assert_array_equal(boxes, full[:max_boxes])  # best first: a prefix
+        np.testing.assert_array_equal(boxes, full[:max_proposals])  # best first: a prefix
 
 
 def test_deterministic(photo):

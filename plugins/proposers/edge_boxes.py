@@ -234,7 +234,7 @@ def opencv_edge_boxes(
     edges: np.ndarray,
     orientation: np.ndarray,
     *,
-    max_boxes: int = 500,
+    max_proposals: int = 500,
     alpha: float = 0.65,
     beta: float = 0.75,
     eta: float = 1.0,
@@ -255,14 +255,14 @@ def opencv_edge_boxes(
     if edges.shape != orientation.shape or edges.ndim != 2:
         raise ValueError(f"edge and orientation maps must be equal [H, W], got {edges.shape} and {orientation.shape}")
     empty = (np.zeros((0, 4), dtype=np.int64), np.zeros((0,), dtype=np.float32))
-    if max_boxes <= 0 or min(edges.shape) < 3:
+    if max_proposals <= 0 or min(edges.shape) < 3:
         return empty
     eb = cv2.ximgproc.createEdgeBoxes()
     eb.setAlpha(float(alpha))
     eb.setBeta(float(beta))
     eb.setEta(float(eta))
     eb.setMinScore(float(min_score))
-    eb.setMaxBoxes(int(max_boxes))
+    eb.setMaxBoxes(int(max_proposals))
     eb.setMinBoxArea(float(min_box_area))
     eb.setMaxAspectRatio(float(max_aspect_ratio))
     eb.setEdgeMinMag(float(edge_min_mag))
@@ -294,7 +294,7 @@ class EdgeBoxesOptions(Options):
             "original edge maps; by default edges come from smoothed image gradients."
         ),
     )
-    max_boxes: int = Field(
+    max_proposals: int = Field(
         default=500, ge=0, description="Keep at most this many proposals, best scored first (the paper uses 500)."
     )
     alpha: float = Field(
@@ -366,13 +366,13 @@ class EdgeBoxes(Component):
             raise ValueError(f"image must be [H, W, 3] uint8, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
         o = self.options
-        if height < 3 or width < 3 or o.max_boxes == 0:
+        if height < 3 or width < 3 or o.max_proposals == 0:
             return np.zeros((0, 4), dtype=np.int64)
         edges, orientation = self.edge_maps(image)
         boxes, _ = opencv_edge_boxes(
             edges,
             orientation,
-            max_boxes=o.max_boxes,
+            max_proposals=o.max_proposals,
             alpha=o.alpha,
             beta=o.beta,
             eta=o.eta,
@@ -381,7 +381,7 @@ class EdgeBoxes(Component):
             max_aspect_ratio=o.max_aspect_ratio,
             edge_min_mag=o.edge_min_mag,
         )
-        return clean_boxes(boxes, width, height, 1, o.max_boxes)
+        return clean_boxes(boxes, width, height, 1, o.max_proposals)
 
 
 @hookimpl
