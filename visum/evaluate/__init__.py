@@ -1,0 +1,1 @@
+"""Evaluations of visum components against ground truth."""
