@@ -24,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
@@ -159,8 +160,13 @@ def figure(pair: WarpedPair, results: dict[str, list[PairResult]], index: int, p
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100)
     plt.close(fig)
+    from PIL import Image
+
+    with Image.open(buffer) as im:  # a 256-colour palette keeps the file small (noisy photos compress badly)
+        im.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
     return (
         f"Pair `{pair.name}`. Left: {len(chosen)} proposals of image a. Middle and right: the true place of each "
         "in image b (dotted) and the matcher's best match (solid when correct at PCK@0.1, dashed with a cross "
