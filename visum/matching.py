@@ -42,6 +42,19 @@ class MatchJob:
 _JOB: MatchJob | None = None  # set in the parent before forking; read by the workers
 
 
+def _init_worker() -> None:
+    """One BLAS/OpenMP thread per worker: N workers on N cores, no oversubscription."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def _work(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], np.ndarray]]:
     assert _JOB is not None
     return [(pair, _JOB.block(pair)) for pair in pairs]
@@ -78,7 +91,7 @@ def match_all_pairs(
         executor = None
     else:
         _JOB = job
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
         stream = executor.map(_work, chunks)
     try:
         for finished in progress(_flatten(stream), len(pairs)):

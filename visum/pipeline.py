@@ -149,8 +149,8 @@ class Pipeline:
         return make_key(stage, component=info.name, source=info.source, options=options, **parts)
 
     # ------------------------------------------------------------------ stages
-    def prepare(self) -> tuple[LoadedModel, int, list[InputImage], np.ndarray]:
-        """Load the model and the images, resolve the target, classify: ``(model, target, images, probs)``."""
+    def load(self) -> tuple[LoadedModel, list[InputImage], np.ndarray]:
+        """Load the model and the images and classify them: ``(model, images, probs [N, K])``."""
         from visum.models.loading import load_model  # heavy imports at use
 
         cfg = self.config
@@ -159,14 +159,18 @@ class Pipeline:
         with self.stage("model"):
             m = cfg.model
             model = load_model(m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, device=cfg.device)
-            target = self._resolve_target(model)
         with self.stage("load"):
             images = self._load_images(model)
         with self.stage("classify"):
             probs = self._classify(model, images)
-        return model, target, images, probs
+        return model, images, probs
 
-    def masks(self, images: Sequence[InputImage] | None = None) -> RunResult:
+    def prepare(self) -> tuple[LoadedModel, int, list[InputImage], np.ndarray]:
+        """:meth:`load` and resolve the target: ``(model, target, images, probs)``."""
+        model, images, probs = self.load()
+        return model, self._resolve_target(model), images, probs
+
+    def masks(self) -> RunResult:
         """Saliency masks alone (``visum masks``): every image, whatever the model predicts."""
         model, target, all_images, probs = self.prepare()
         states = self.states = {im.id: ImageState() for im in all_images}
@@ -253,30 +257,39 @@ class Pipeline:
         return np.concatenate(out)
 
     def _saliency(self, model: LoadedModel, used: list[InputImage], target: int, states: dict[int, ImageState]) -> None:
-        info, component, _ = self.components["saliency"]
+        masks = self.saliency_masks(model, used, {im.id: target for im in used})
+        for im in used:
+            states[im.id].mask = masks[im.id]
+
+    def saliency_masks(
+        self, model: LoadedModel, images: Sequence[InputImage], targets: dict[int, int], kind: str = "saliency"
+    ) -> dict[int, np.ndarray]:
+        """``{image id: mask [S, S]}`` for each image and its own target, batched, from the cache where possible."""
+        info, component, _ = self.components[kind]
         pre = model.preprocessing
         keys = {
-            im.id: self._key("saliency", "saliency", image=im.digest, model=model.fingerprint,
-                             pre=[pre.input_size, pre.resize, pre.mean, pre.std], target=target)
-            for im in used
+            im.id: self._key("saliency", kind, image=im.digest, model=model.fingerprint,
+                             pre=[pre.input_size, pre.resize, pre.mean, pre.std], target=targets[im.id])
+            for im in images
         }
-        todo = []
-        for im in used:
-            states[im.id].mask = self.cache.get("saliency", keys[im.id])
-            if states[im.id].mask is None:
-                todo.append(im)
+        masks: dict[int, np.ndarray] = {}
+        for im in images:
+            cached = self.cache.get("saliency", keys[im.id])
+            if cached is not None:
+                masks[im.id] = cached
+        todo = [im for im in images if im.id not in masks]
         bs = self.config.batch_size
-        batches = [todo[k : k + bs] for k in range(0, len(todo), bs)]
         with self.reporter.bar(len(todo), f"saliency ({info.name})") as bar:
-            for batch in batches:
+            for start in range(0, len(todo), bs):
+                batch = todo[start : start + bs]
                 seed_everything(self.config.seed)
                 x = pre.to_tensor([im.view.pixels for im in batch]).to(self.config.device)
-                t = torch.full((len(batch),), target, dtype=torch.long, device=x.device)
-                masks = checks.saliency(info, component, model.module, x, t)
-                for im, mask in zip(batch, masks):
-                    states[im.id].mask = mask
+                t = torch.tensor([targets[im.id] for im in batch], dtype=torch.long, device=x.device)
+                for im, mask in zip(batch, checks.saliency(info, component, model.module, x, t)):
+                    masks[im.id] = mask
                     self.cache.put("saliency", keys[im.id], mask)
                 bar.update(len(batch))
+        return masks
 
     def _regions(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
         rc = self.config.regions
