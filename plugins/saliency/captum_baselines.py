@@ -1,0 +1,576 @@
+"""Five classic attribution methods from Captum, as visum saliency plugins.
+
+==================== ====================================== =========== ========= ==========
+plugin               Captum class                           sign        channels  resolution
+==================== ====================================== =========== ========= ==========
+integrated-gradients ``IntegratedGradients``                 positive    sum       pixel
+gradcam              ``LayerGradCam`` (last ``nn.Conv2d``)   ReLU        (n/a)     feature map
+occlusion            ``Occlusion``                           positive    (shared)  window
+guided-backprop      ``GuidedBackprop`` (+ ``nn.ReLU6``)      absolute    max       pixel
+smoothgrad           ``NoiseTunnel(Saliency)``               absolute    max       pixel
+==================== ====================================== =========== ========= ==========
+
+Every method turns a Captum attribution ``a`` (``[B, 3, H, W]``, or ``[B, 1, h, w]`` for
+Grad-CAM) into a visum mask ``s [B, 1, H, W]`` in ``[0, 1]`` in three steps:
+
+1. **sign** — *positive part* for the methods whose attribution is a signed contribution to
+   the class score relative to a reference (integrated gradients, occlusion, Grad-CAM): a
+   positive value means "replacing this by the reference lowers the score", which is what
+   visum's ``s = 1`` means (the perturbation deletes evidence). *Absolute value* for the
+   gradient-like maps (guided backprop, SmoothGrad): their sign depends on the colour of the
+   pixel and of the first-layer filters, not on whether the pixel is evidence, so the
+   magnitude is what carries the information (Simonyan et al. 2013, Smilkov et al. 2017).
+2. **channel reduction** — *sum* over the colour channels for integrated gradients, because
+   its attributions are additive (completeness: they sum to ``S_c(x) - S_c(baseline)``), so a
+   pixel's contribution is the sum of its channels'. *Max* of the magnitudes for guided
+   backprop and SmoothGrad, the convention of the ``gradient`` plugin (Simonyan et al. 2013).
+   Occlusion windows span all three channels, so the channels are equal and one is taken;
+   Grad-CAM's map has one channel already.
+3. **normalisation** — each map is divided by a high quantile of its own values (option
+   ``normalise_quantile``, default 0.995) and clipped to ``[0, 1]``, exactly as ``gradient``
+   does (:func:`visum_plugins.saliency.gradient.normalise_by_quantile`).
+
+Grad-CAM's layer
+----------------
+By default Grad-CAM explains the last ``nn.Conv2d`` that the forward pass runs (found with
+one extra forward pass of the first image; see :func:`last_conv_layer`) — or, when that
+conv's output goes straight into an ``nn.BatchNorm2d``, the BatchNorm's output, i.e. the
+conv with BN folded in (option ``follow_batchnorm``). Option ``layer`` names any module whose
+output is ``[B, C, h, w]``. The ``[B, 1, h, w]`` map is ReLU'd by Captum and upsampled to
+``H x W`` with ``LayerAttribution.interpolate(..., "bilinear")``.
+
+Baselines and normalised inputs
+-------------------------------
+``x`` arrives already normalised (``(pixel - mean) / std``) and the plugin is not told
+``mean`` and ``std``. A zero baseline is therefore **the dataset-mean image** (a flat grey
+for ImageNet statistics), *not* a black image; black would be ``-mean / std``, which the
+plugin cannot compute. Integrated gradients and occlusion both use this mean image. For
+integrated gradients ``baseline = "blur"`` is offered as well (Sturmfels et al. 2020): a
+Gaussian blur of the image itself, which needs no statistics because blurring commutes with
+a per-channel affine normalisation.
+
+Guided backprop and activations
+-------------------------------
+Captum's ``GuidedBackprop`` rewrites the backward pass of ``nn.ReLU`` *modules* only.
+:class:`GuidedBackpropReLU6` also hooks ``nn.ReLU6`` (the activation of EfficientNet-Lite and
+MobileNet-V2), whose gradient is that of a ReLU clipped at 6, so the guided rule
+``grad_in = max(grad_in, 0)`` applies unchanged. Functional calls (``F.relu``, ``torch.relu``,
+``F.relu6``, ``x.clamp(min=0)``) and other activations (SiLU/swish, GELU, sigmoid) are not
+modules that can be hooked: through them guided backprop falls back to the plain gradient.
+
+Batches
+-------
+Every method explains image ``b`` for class ``target[b]``; images of a batch never influence
+each other's masks. SmoothGrad explains one image at a time and draws its noise from the
+global RNG, forked and seeded with ``seed`` for each image, so a mask does not depend on the
+batch it was computed in and the caller's random state is left as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+from captum._utils.common import _register_backward_hook
+from captum.attr import (
+    GuidedBackprop,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from pydantic import Field, model_validator
+
+from visum import Component, Options, hookimpl
+from visum_plugins.saliency.gradient import gaussian_smooth, max_over_channels, normalise_by_quantile
+
+__all__ = [
+    "IntegratedGradientsOptions",
+    "IntegratedGradientsSaliency",
+    "GradCAMOptions",
+    "GradCAMSaliency",
+    "OcclusionOptions",
+    "OcclusionSaliency",
+    "GuidedBackpropOptions",
+    "GuidedBackpropSaliency",
+    "SmoothGradOptions",
+    "SmoothGradSaliency",
+    "GuidedBackpropReLU6",
+    "check_batch",
+    "positive_part",
+    "sum_over_channels",
+    "blurred_baseline",
+    "last_conv_layer",
+    "resolve_layer",
+    "occlusion_window",
+    "register_saliency_methods",
+]
+
+_QUANTILE_DESCRIPTION = (
+    "Each map is divided by this quantile of its own values, then clipped to [0, 1]; "
+    "1.0 divides by the maximum. Same convention as the 'gradient' plugin."
+)
+
+
+def _quantile_field() -> float:
+    return Field(default=0.995, gt=0.0, le=1.0, description=_QUANTILE_DESCRIPTION)
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def check_batch(x: torch.Tensor, target) -> torch.Tensor:
+    """Validate a batch and return ``target`` as int64 ``[B]`` on ``x``'s device.
+
+    Shapes: ``x [B, C, H, W]``, ``target`` anything ``torch.as_tensor`` turns into ``B``
+    integers. Raises ``ValueError`` naming the mismatch.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a [B, C, H, W] tensor, got shape {tuple(getattr(x, 'shape', ()))}")
+    target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
+    if target.shape[0] != x.shape[0]:
+        raise ValueError(f"target has {target.shape[0]} entries for a batch of {x.shape[0]}")
+    return target
+
+
+def positive_part(a: torch.Tensor) -> torch.Tensor:
+    """``max(a, 0)`` elementwise; any shape."""
+    return a.clamp(min=0.0)
+
+
+def sum_over_channels(a: torch.Tensor) -> torch.Tensor:
+    """``M(i, j) = sum_ch a(ch, i, j)``: ``[B, C, H, W] -> [B, 1, H, W]``."""
+    return a.sum(dim=1, keepdim=True)
+
+
+def blurred_baseline(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of each image blurred by a Gaussian of ``sigma`` pixels (replicated borders).
+
+    Blurring is linear and preserves constants, so ``blur((p - mean) / std) ==
+    (blur(p) - mean) / std``: the baseline is the normalised blurred image whatever the
+    normalisation. Shapes: ``[B, C, H, W] -> [B, C, H, W]``; ``sigma <= 0`` returns ``x``.
+    """
+    b, c, h, w = x.shape
+    return gaussian_smooth(x.reshape(b * c, 1, h, w), sigma).reshape(b, c, h, w)
+
+
+def last_conv_layer(
+    model: torch.nn.Module, x: torch.Tensor, follow_batchnorm: bool = False
+) -> tuple[str, torch.nn.Module]:
+    """The ``nn.Conv2d`` whose output feeds the classifier: the last one *run* on ``x``.
+
+    One forward pass of ``x[:1]`` (no gradients) records the order in which the model's
+    ``nn.Conv2d`` modules (subclasses included) execute; the last one wins. For a model whose
+    ``forward`` follows its ``__init__`` this is the last ``nn.Conv2d`` of ``model.modules()``;
+    unlike that order, it skips heads that eval mode does not run (e.g. auxiliary
+    classifiers registered after the trunk). If no hook fires (a scripted model), the last
+    ``nn.Conv2d`` of ``model.named_modules()`` is returned.
+
+    With ``follow_batchnorm``, if that conv's output tensor goes straight into an
+    ``nn.BatchNorm2d``, the BatchNorm is returned instead: in eval mode it is a per-channel
+    affine map that is routinely folded into the conv, and Grad-CAM of the unfolded conv
+    differs from Grad-CAM of the folded one by a spatially constant term
+    ``sum_c alpha_c (mu_c gamma_c / sigma_c - beta_c)``, which the final ReLU turns into a
+    flat floor or a flat cut.
+
+    Shapes: ``x [B, C, H, W]`` with ``B >= 1``. Returns ``(dotted name, module)``; raises
+    ``ValueError`` if the model has no ``nn.Conv2d``.
+    """
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise ValueError(
+            f"gradcam: the model ({type(model).__name__}) has no nn.Conv2d layer to explain; "
+            "pass option layer=<dotted module name> of a layer with [B, C, h, w] output"
+        )
+    names = {id(m): name for name, m in model.named_modules()}
+    ran: list[str] = []  # conv names in execution order
+    last_out: list[torch.Tensor] = []  # output of the conv that ran last
+    folded: dict[str, str] = {}  # conv name -> name of the BatchNorm fed by its output
+
+    def conv_hook(module, _inp, out):
+        ran.append(names[id(module)])
+        last_out[:] = [out]
+
+    def bn_hook(module, inp, _out):
+        if ran and last_out and inp and inp[0] is last_out[0]:
+            folded[ran[-1]] = names[id(module)]
+
+    handles = [m.register_forward_hook(conv_hook) for _, m in convs]
+    if follow_batchnorm:
+        handles += [m.register_forward_hook(bn_hook) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+        last_out.clear()
+    name = ran[-1] if ran else convs[-1][0]
+    name = folded.get(name, name)
+    return name, model.get_submodule(name)
+
+
+def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """``model.get_submodule(name)`` with a ``ValueError`` listing similar names when absent."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        import difflib
+
+        known = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        hint = f"; similar: {', '.join(close)}" if close else f"; e.g. {', '.join(known[-5:])}"
+        raise ValueError(f"gradcam: the model has no module named {name!r}{hint}") from None
+
+
+def occlusion_window(height: int, width: int, window: int | None, stride: int | None) -> tuple[int, int]:
+    """Side of the square occluding window and its stride, in pixels.
+
+    Defaults: ``window = round(min(H, W) / 8)`` (at least 1), ``stride = max(1, window // 2)``.
+    Raises ``ValueError`` if the window exceeds the image or the stride exceeds the window
+    (Captum would leave pixels unoccluded).
+    """
+    side = min(height, width)
+    if window is None:
+        window = max(1, round(side / 8))
+    if stride is None:
+        stride = max(1, window // 2)
+    if window > side:
+        raise ValueError(f"occlusion: window {window} px does not fit a {height}x{width} image")
+    if stride > window:
+        raise ValueError(f"occlusion: stride {stride} px is larger than the window {window} px")
+    return window, stride
+
+
+def _empty(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros((0, 1, *x.shape[2:]), dtype=torch.float32, device=x.device)
+
+
+def _finish(s: torch.Tensor, quantile: float) -> torch.Tensor:
+    return normalise_by_quantile(s.detach().to(torch.float32), quantile).detach()
+
+
+def _inputs(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
+    """A detached float32 copy of ``x`` (requiring grad) that Captum may use without touching ``x``."""
+    return x.detach().to(torch.float32).clone().requires_grad_(grad)
+
+
+# --------------------------------------------------------------------------- integrated gradients
+
+
+class IntegratedGradientsOptions(Options):
+    """Options of :class:`IntegratedGradientsSaliency`."""
+
+    n_steps: int = Field(
+        default=50,
+        ge=1,
+        description=(
+            "Number of points on the path from the baseline to the image (Captum's n_steps, same "
+            "default); cost is n_steps forward+backward passes per image."
+        ),
+    )
+    method: Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] = (
+        Field(default="gausslegendre", description="Quadrature rule of the path integral (Captum's method).")
+    )
+    baseline: Literal["zero", "blur"] = Field(
+        default="zero",
+        description=(
+            "'zero' is 0 in the model's normalised input space, i.e. the dataset-MEAN image (grey "
+            "for ImageNet statistics), not black: the plugin does not know mean/std. 'blur' is a "
+            "Gaussian blur of the image itself (independent of the normalisation)."
+        ),
+    )
+    blur_sigma: float = Field(
+        default=0.05,
+        gt=0.0,
+        description="Std of the 'blur' baseline's Gaussian, as a fraction of the image's shorter side.",
+    )
+    internal_batch_size: int | None = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Path points evaluated per forward pass (Captum's internal_batch_size); bounds memory, "
+            "does not change the result. None evaluates all n_steps x B at once."
+        ),
+    )
+    sign: Literal["positive", "absolute"] = Field(
+        default="positive",
+        description=(
+            "Per-pixel attribution (sum over colour channels) kept as its positive part (evidence "
+            "for the class) or its absolute value (evidence for and against)."
+        ),
+    )
+    normalise_quantile: float = _quantile_field()
+
+
+class IntegratedGradientsSaliency(Component):
+    """Integrated gradients (Sundararajan et al. 2017), summed over channels, positive part."""
+
+    name = "integrated-gradients"
+    summary = "Sundararajan et al. 2017 integrated gradients from the mean image (Captum), channel sum, positive part"
+    Options = IntegratedGradientsOptions
+
+    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
+        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1]."""
+        target = check_batch(x, target)
+        if x.shape[0] == 0:
+            return _empty(x)
+        o = self.options
+        inputs = _inputs(x)
+        if o.baseline == "zero":
+            baseline = torch.zeros_like(inputs)
+        else:
+            baseline = blurred_baseline(inputs.detach(), o.blur_sigma * min(x.shape[2:]))
+        with torch.enable_grad():
+            a = IntegratedGradients(model).attribute(
+                inputs,
+                baselines=baseline,
+                target=target,
+                n_steps=o.n_steps,
+                method=o.method,
+                internal_batch_size=o.internal_batch_size,
+            )
+        s = sum_over_channels(a.detach())
+        s = positive_part(s) if o.sign == "positive" else s.abs()
+        return _finish(s, o.normalise_quantile)
+
+
+# --------------------------------------------------------------------------- grad-cam
+
+
+class GradCAMOptions(Options):
+    """Options of :class:`GradCAMSaliency`."""
+
+    layer: str | None = Field(
+        default=None,
+        description=(
+            "Dotted name of the module to explain (as in model.named_modules(), e.g. "
+            "'features.28' or '_conv_head'); None picks the last nn.Conv2d the forward pass runs."
+        ),
+    )
+    follow_batchnorm: bool = Field(
+        default=True,
+        description=(
+            "When layer is None and the last conv's output goes straight into an nn.BatchNorm2d, "
+            "explain the BatchNorm's output (the conv with BN folded in, as deployed). Grad-CAM "
+            "of the bare conv adds a spatially constant offset that flattens the map after ReLU."
+        ),
+    )
+    normalise_quantile: float = _quantile_field()
+
+
+class GradCAMSaliency(Component):
+    """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, ReLU'd, bilinearly upsampled."""
+
+    name = "gradcam"
+    summary = "Selvaraju et al. 2017 Grad-CAM on the last conv layer (Captum), ReLU, bilinear upsampling"
+    Options = GradCAMOptions
+
+    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
+        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1]."""
+        target = check_batch(x, target)
+        if x.shape[0] == 0:
+            return _empty(x)
+        o = self.options
+        inputs = _inputs(x)
+        if o.layer is None:
+            _, layer = last_conv_layer(model, inputs, follow_batchnorm=o.follow_batchnorm)
+        else:
+            layer = resolve_layer(model, o.layer)
+        with torch.enable_grad():
+            cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
+        if not isinstance(cam, torch.Tensor) or cam.ndim != 4:
+            got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
+            raise ValueError(f"gradcam: layer output must be [B, C, h, w]; Grad-CAM of it has shape {got}")
+        cam = LayerAttribution.interpolate(cam.detach().to(torch.float32), tuple(x.shape[2:]), "bilinear")
+        return _finish(positive_part(cam), o.normalise_quantile)
+
+
+# --------------------------------------------------------------------------- occlusion
+
+
+class OcclusionOptions(Options):
+    """Options of :class:`OcclusionSaliency`."""
+
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        description="Side of the square occluding patch in pixels; None = 1/8 of the image's shorter side.",
+    )
+    stride: int | None = Field(
+        default=None,
+        ge=1,
+        description="Step of the patch in pixels (at most the window); None = half the window.",
+    )
+    perturbations_per_eval: int = Field(
+        default=16,
+        ge=1,
+        description="Occluded copies per forward pass (Captum's perturbations_per_eval); speed/memory only.",
+    )
+    normalise_quantile: float = _quantile_field()
+
+    @model_validator(mode="after")
+    def _stride_fits_window(self):
+        if self.window is not None and self.stride is not None and self.stride > self.window:
+            raise ValueError(f"stride {self.stride} is larger than window {self.window}: pixels would be skipped")
+        return self
+
+
+class OcclusionSaliency(Component):
+    """Occlusion (Zeiler & Fergus 2014): score drop when a grey patch hides each pixel."""
+
+    name = "occlusion"
+    summary = "Zeiler & Fergus 2014 occlusion with a mean-image patch (Captum), positive part of the score drop"
+    Options = OcclusionOptions
+
+    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
+        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1].
+
+        Captum gives each pixel the mean, over the windows covering it, of
+        ``S_c(x) - S_c(x with the window set to 0)``; 0 is the mean image (see the module
+        docstring). Positive = hiding the pixel lowers the class score = evidence.
+        """
+        target = check_batch(x, target)
+        if x.shape[0] == 0:
+            return _empty(x)
+        o = self.options
+        b, c, h, w = x.shape
+        window, stride = occlusion_window(h, w, o.window, o.stride)
+        with torch.no_grad():
+            a = Occlusion(model).attribute(
+                _inputs(x, grad=False),
+                sliding_window_shapes=(c, window, window),
+                strides=(c, stride, stride),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=o.perturbations_per_eval,
+            )
+        s = positive_part(a.detach()[:, :1])  # the window spans all channels: they are equal
+        return _finish(s, o.normalise_quantile)
+
+
+# --------------------------------------------------------------------------- guided backprop
+
+
+class GuidedBackpropReLU6(GuidedBackprop):
+    """Captum's :class:`~captum.attr.GuidedBackprop` that also rewrites ``nn.ReLU6`` modules.
+
+    ReLU6's gradient is ``grad_out * 1[0 < x < 6]``; guided backprop keeps its positive
+    part, as for ReLU. Functional activations cannot be hooked (see the module docstring).
+    """
+
+    _HOOKED = (torch.nn.ReLU, torch.nn.ReLU6)
+
+    def _register_hooks(self, module: torch.nn.Module) -> None:
+        if isinstance(module, self._HOOKED):
+            self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
+
+
+class GuidedBackpropOptions(Options):
+    """Options of :class:`GuidedBackpropSaliency`."""
+
+    normalise_quantile: float = _quantile_field()
+
+
+class GuidedBackpropSaliency(Component):
+    """Guided backprop (Springenberg et al. 2015), |.| then max over colour channels."""
+
+    name = "guided-backprop"
+    summary = "Springenberg et al. 2015 guided backprop through nn.ReLU/ReLU6 (Captum), max |.| over channels"
+    Options = GuidedBackpropOptions
+
+    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
+        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1]."""
+        target = check_batch(x, target)
+        if x.shape[0] == 0:
+            return _empty(x)
+        with warnings.catch_warnings(), torch.enable_grad():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            a = GuidedBackpropReLU6(model).attribute(_inputs(x), target=target)
+        s = max_over_channels(a.detach().abs())
+        return _finish(s, self.options.normalise_quantile)
+
+
+# --------------------------------------------------------------------------- smoothgrad
+
+
+class SmoothGradOptions(Options):
+    """Options of :class:`SmoothGradSaliency`."""
+
+    nt_samples: int = Field(default=25, ge=1, description="Noisy copies averaged per image (Captum's nt_samples).")
+    stdev: float = Field(
+        default=0.15,
+        gt=0.0,
+        description=(
+            "Noise standard deviation as a fraction of the image's value range max(x) - min(x), "
+            "as in Smilkov et al. 2017 (who recommend 0.1-0.2)."
+        ),
+    )
+    nt_type: Literal["smoothgrad", "smoothgrad_sq"] = Field(
+        default="smoothgrad",
+        description="Average of |gradient| ('smoothgrad') or of its square ('smoothgrad_sq').",
+    )
+    seed: int = Field(default=0, description="Seed of each image's noise: the same image gets the same mask.")
+    nt_samples_batch_size: int = Field(
+        default=8,
+        ge=1,
+        description="Noisy copies per forward pass (Captum's nt_samples_batch_size); speed/memory only.",
+    )
+    normalise_quantile: float = _quantile_field()
+
+
+class SmoothGradSaliency(Component):
+    """SmoothGrad (Smilkov et al. 2017): mean |gradient| over noisy copies, max over channels."""
+
+    name = "smoothgrad"
+    summary = "Smilkov et al. 2017 SmoothGrad: |dS_c/dx| averaged over noisy copies (Captum NoiseTunnel), seeded"
+    Options = SmoothGradOptions
+
+    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
+        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1].
+
+        Images are explained one at a time, each with the global RNG forked and seeded with
+        ``seed`` (Captum draws the noise from it), so masks are reproducible, independent of
+        the batch, and the caller's random state is left as it was.
+        """
+        target = check_batch(x, target)
+        if x.shape[0] == 0:
+            return _empty(x)
+        o = self.options
+        tunnel = NoiseTunnel(Saliency(model))
+        cuda = x.device.type == "cuda"
+        index = (x.device.index if x.device.index is not None else torch.cuda.current_device()) if cuda else None
+        devices = [index] if cuda else []
+        maps = []
+        for b in range(x.shape[0]):
+            xb = _inputs(x[b : b + 1], grad=False)
+            stdev = float(o.stdev * (xb.max() - xb.min()))
+            with torch.random.fork_rng(devices=devices), torch.enable_grad():
+                # Captum draws the noise on x's device: seed that generator only
+                generator = torch.cuda.default_generators[index] if cuda else torch.random.default_generator
+                generator.manual_seed(o.seed)
+                a = tunnel.attribute(
+                    xb,
+                    nt_type=o.nt_type,
+                    nt_samples=o.nt_samples,
+                    nt_samples_batch_size=o.nt_samples_batch_size,
+                    stdevs=max(stdev, 1e-12),
+                    target=target[b : b + 1],
+                    abs=True,
+                )
+            maps.append(max_over_channels(a.detach()))
+        return _finish(torch.cat(maps), o.normalise_quantile)
+
+
+@hookimpl
+def register_saliency_methods():
+    return [
+        IntegratedGradientsSaliency,
+        GradCAMSaliency,
+        OcclusionSaliency,
+        GuidedBackpropSaliency,
+        SmoothGradSaliency,
+    ]
