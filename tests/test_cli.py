@@ -213,3 +213,30 @@ def test_masks_command_writes_png_and_npy_for_every_image(parts_folder, tmp_path
         assert 0 <= npy.min() and npy.max() <= 1 and npy.max() > 0.5
     msg = one_line_error(capsys, "masks", "--saliency", "nope", "--images", parts_folder, "--out", tmp_path / "x")
     assert "unknown saliency plugin 'nope'" in msg
+
+
+@pytest.mark.parametrize("proposer", ["edge-boxes", "selective-search"])
+def test_proposal_flow_end_to_end_on_parts_and_real_photos(proposer, parts_folder, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--images", parts_folder, "--matcher", "proposal-flow",
+                           "--proposer", proposer, "--out", tmp_path / "parts", "--quiet")
+    assert code == 0, err
+    m = load_manifest(tmp_path / "parts")
+    assert m.config["matcher"] == "proposal-flow" and m.config["proposer"] == proposer
+    assert m.kept_summaries
+    if foolbox_images() is None:
+        pytest.skip("foolbox's bundled ImageNet images are not installed")
+    from PIL import Image
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(foolbox_images().glob("imagenet_*_609.jpg")):
+        shutil.copy(path, photos / path.name)
+    Image.fromarray(data.chelsea()).save(photos / "chelsea.png")
+    code, _, err = run_cli(capsys, "run", "--model", "efficientnet-lite0", "--images", photos, "--target", "jeep",
+                           "--keep-misclassified", "--matcher", "proposal-flow", "--proposer", proposer,
+                           "--out", tmp_path / "photos-out", "--quiet")
+    assert code == 0, err
+    m = load_manifest(tmp_path / "photos-out")
+    assert all(im.used and im.regions for im in m.images)
+    assert m.timings["matching"] > 0
