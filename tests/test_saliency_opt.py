@@ -1,0 +1,257 @@
+"""Tests of the mask optimisation (visum.saliency_opt) and the iebb / crisp saliency plugins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from visum.components import SaliencyMethod
+from visum.perturb import blur_stack, gaussian_blur, perturb
+from visum.saliency_opt import (
+    Phase,
+    area_penalty,
+    binary_penalty,
+    image_seeds,
+    jitter_offsets,
+    low_resolution_size,
+    optimise_mask,
+    shift_masks,
+    tv_penalty,
+)
+from visum_plugins.saliency.crisp import Crisp, CrispOptions
+from visum_plugins.saliency.iebb import IEBB, IEBBOptions
+
+SIZE = 64
+BOX = (24, 40, 16, 32)  # rows 24..39, columns 16..31: 2 x 2 cells of the 8-pixel mask grid
+
+
+class PatchDetector(torch.nn.Module):
+    """Toy classifier whose class-1 logit depends only on the pixels inside ``BOX``.
+
+    A blurred pixel changes only itself, so pixels outside the box cannot change the output:
+    a correct deletion mask covers the box and nothing else. Two read-outs, averaged over
+    the box, calibrated on ``reference`` (logit +6 there, 0 half-way to the blurred image):
+
+    * ``"brightness"``: the mean grey level. A bright square on a dark ground loses it only
+      where the blur is wide enough to mix in the ground, so the deletion must be strong
+      (``s`` near 1) over the whole box;
+    * ``"texture"``: band-pass energy ``(x - g_6 * x)^2`` of a blob texture, removed by a
+      moderate blur.
+    """
+
+    def __init__(self, reference: torch.Tensor, readout: str) -> None:
+        super().__init__()
+        weight = torch.zeros(1, 1, SIZE, SIZE)
+        r0, r1, c0, c1 = BOX
+        weight[..., r0:r1, c0:c1] = 1.0 / ((r1 - r0) * (c1 - c0))
+        self.register_buffer("weight", weight)
+        self.readout = readout
+        with torch.no_grad():
+            sharp = float(self.feature(reference).mean())
+            blurred = float(self.feature(gaussian_blur(reference, 10.0)).mean())
+        self.e0 = (sharp + blurred) / 2
+        self.alpha = 6.0 / (sharp - self.e0)
+
+    def feature(self, x: torch.Tensor) -> torch.Tensor:
+        grey = x.mean(1, keepdim=True)
+        if self.readout == "texture":
+            grey = (grey - gaussian_blur(grey, 6.0)).pow(2)
+        return (grey * self.weight).flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = self.alpha * (self.feature(x) - self.e0)
+        return torch.stack([torch.zeros_like(logit), logit], dim=1)
+
+
+def _noise_images(n: int, seed: int = 0) -> torch.Tensor:
+    """Blobs a few pixels across (white noise blurred by ``g_2``), unit standard deviation."""
+    g = torch.Generator().manual_seed(seed)
+    x = gaussian_blur(torch.randn(n, 3, SIZE, SIZE, generator=g), 2.0)
+    return x / x.std()
+
+
+def _bright_square_images(n: int, seed: int = 0) -> torch.Tensor:
+    """A bright square (``BOX``, +1) on a dark ground (-1), plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = -1.0 + 0.2 * torch.randn(n, 3, SIZE, SIZE, generator=g)
+    r0, r1, c0, c1 = BOX
+    x[..., r0:r1, c0:c1] += 2.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def toy():
+    x = _noise_images(3)
+    return PatchDetector(x, "texture").eval(), x, torch.ones(3, dtype=torch.int64)
+
+
+@pytest.fixture(scope="module")
+def bright_toy():
+    x = _bright_square_images(3)
+    return PatchDetector(x, "brightness").eval(), x, torch.ones(3, dtype=torch.int64)
+
+
+def _box_mask() -> np.ndarray:
+    m = np.zeros((SIZE, SIZE), dtype=bool)
+    r0, r1, c0, c1 = BOX
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+def _iou(s: torch.Tensor, truth: np.ndarray, threshold: float = 0.5) -> float:
+    pred = s[0].numpy() > threshold
+    return float((pred & truth).sum() / max(1, (pred | truth).sum()))
+
+
+def _binariness(s: torch.Tensor) -> float:
+    return float(((s < 0.05) | (s > 0.95)).float().mean())
+
+
+class TinyCNN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(16, 4)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        return self.fc(x.mean((2, 3)))
+
+
+FAST_IEBB = IEBBOptions(iterations=30, l1=1e-4, l2=1e-2)
+FAST_CRISP = CrispOptions(rough_iterations=20, crisp_iterations=10)
+
+
+# --------------------------------------------------------------------------- penalties
+
+
+def test_penalties_on_known_masks():
+    s = torch.zeros(2, 1, 4, 4)
+    s[0, :, :, 2:] = 1.0  # left half 0, right half 1: one vertical edge of 4 pixels
+    s[1] = 0.5
+    assert torch.allclose(area_penalty(s), torch.tensor([0.5, 0.5]))
+    assert torch.allclose(tv_penalty(s, 3.0), torch.tensor([4 / 16, 0.0]))
+    assert torch.allclose(binary_penalty(s), torch.tensor([0.0, 0.25]))
+    # beta = 3 prefers a ramp to a step
+    ramp = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(1, 1, 8, 8)
+    step = (ramp > 0.5).float()
+    assert tv_penalty(ramp, 3.0) < tv_penalty(step, 3.0)
+
+
+def test_low_resolution_grid_scales_with_the_input():
+    assert low_resolution_size(224, 224, 8) == (28, 28)
+    assert low_resolution_size(128, 100, 8) == (16, 13)
+    assert low_resolution_size(5, 5, 8) == (1, 1)
+
+
+def test_shift_masks_moves_each_mask_by_its_offset():
+    s = torch.zeros(2, 1, 6, 6)
+    s[:, :, 2, 2] = 1.0
+    out = shift_masks(s, torch.tensor([[1, 0], [-1, 2]]), 2)
+    assert out[0, 0, 3, 2] == 1 and out[0].sum() == 1
+    assert out[1, 0, 1, 4] == 1 and out[1].sum() == 1
+
+
+def test_jitter_depends_on_seed_and_image_not_on_the_batch():
+    x = _noise_images(3)
+    whole = jitter_offsets(x, seed=5, iterations=20, max_shift=2)
+    alone = jitter_offsets(x[2:3], seed=5, iterations=20, max_shift=2)
+    assert torch.equal(whole[2], alone[0])
+    assert whole.abs().max() <= 2
+    assert not torch.equal(whole[0], whole[1])
+    assert image_seeds(x, 5) != image_seeds(x, 6)
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@pytest.mark.parametrize("cls, options", [(IEBB, FAST_IEBB), (Crisp, FAST_CRISP)], ids=["iebb", "crisp"])
+def test_shapes_range_and_determinism(cls, options):
+    model = TinyCNN().eval()
+    x = _noise_images(2, seed=1)[:, :, :32, :40]
+    target = torch.tensor([0, 3])
+    method = cls(options)
+    assert isinstance(method, SaliencyMethod)
+    s = method.explain(model, x, target)
+    assert s.shape == (2, 1, 32, 40) and s.dtype == torch.float32
+    assert not s.requires_grad
+    assert s.min() >= 0 and s.max() <= 1
+    assert torch.equal(s, method.explain(model, x, target))
+    assert all(p.grad is None for p in model.parameters())
+    empty = method.explain(model, x[:0], target[:0])
+    assert empty.shape == (0, 1, 32, 40)
+
+
+def test_wrong_target_length_is_an_error():
+    with pytest.raises(ValueError):
+        IEBB(FAST_IEBB).explain(TinyCNN().eval(), _noise_images(2)[:, :, :16, :16], torch.tensor([0]))
+
+
+@pytest.mark.parametrize("cls, options", [(IEBB, FAST_IEBB), (Crisp, FAST_CRISP)], ids=["iebb", "crisp"])
+def test_batch_result_equals_single_image_results(cls, options, toy):
+    model, x, target = toy
+    method = cls(options)
+    whole = method.explain(model, x, target)
+    assert whole.amax() > 0.5  # a mask has formed: the comparison is not between empty masks
+    for i in (2, 0):
+        alone = method.explain(model, x[i : i + 1], target[i : i + 1])
+        assert torch.allclose(whole[i : i + 1], alone, atol=1e-4)
+
+
+def test_seed_changes_the_jitter_and_so_the_mask(toy):
+    model, x, target = toy
+    a = IEBB(FAST_IEBB).explain(model, x[:1], target[:1])
+    b = IEBB(FAST_IEBB.model_copy(update={"seed": 1})).explain(model, x[:1], target[:1])
+    assert not torch.equal(a, b)
+
+
+def _score_after(model, x, s) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(model(perturb(blur_stack(x), s)), 1)[:, 1]
+
+
+def test_iebb_finds_the_patch_the_toy_classifier_looks_at(bright_toy):
+    model, x, target = bright_toy
+    s = IEBB().explain(model, x, target)
+    truth = _box_mask()
+    for i in range(3):
+        assert _iou(s[i : i + 1], truth) > 0.5
+        assert s[i, 0][~truth].mean() < 0.1
+    assert (_score_after(model, x, s) < 0.5).all()
+
+
+def test_crisp_finds_the_patch_and_is_nearly_binary(toy):
+    model, x, target = toy
+    s = Crisp().explain(model, x, target)
+    truth = _box_mask()
+    for i in range(3):
+        assert _iou(s[i : i + 1], truth) > 0.5
+        assert _binariness(s[i]) >= 0.95
+    assert (_score_after(model, x, s) < 0.5).all()
+
+
+def test_iebb_on_texture_is_a_partial_blur_on_the_patch(toy):
+    """Texture dies under a moderate blur: iebb's heat map stays below 1 but peaks on the patch."""
+    model, x, target = toy
+    s = IEBB().explain(model, x, target)
+    truth = torch.from_numpy(_box_mask())
+    for i in range(3):
+        assert s[i, 0][truth].mean() > 4 * s[i, 0][~truth].mean()
+        assert not _binariness(s[i]) >= 0.95 or s[i].max() < 0.95  # a heat map, not required to be binary
+
+
+def test_why_masks_start_at_one_half(bright_toy):
+    """From s = 0 a confident classifier (p = 0.998) gives the score almost no gradient and the
+    area term keeps the mask empty; from s = 0.5 the score is mid-way and the mask forms."""
+    model, x, target = bright_toy
+    empty = optimise_mask(model, x[:1], target[:1], [Phase(100, 5.0, 500.0)], init=0.0)
+    half = optimise_mask(model, x[:1], target[:1], [Phase(100, 5.0, 500.0)], init=0.5)
+    assert empty.max() < 0.05
+    assert _iou(half, _box_mask()) > 0.5

@@ -1,0 +1,256 @@
+"""Mask optimisation shared by the ``iebb`` and ``crisp`` saliency plugins (paper Sec. 3.1).
+
+Both minimise, for each image ``x`` of target class ``c``, a deletion-game objective over a
+mask ``s : Lambda -> [0, 1]`` (``s = 1`` perturbed; Fong & Vedaldi's ``m = 1 - s``)::
+
+    E(s) = f_c(Phi(x; s)) + l1 A(s) + l2 TV_beta(s) + l3 Bin(s)
+
+    A(s)       = 1/N sum_u s(u)                                  (= ||1 - m||_1 / N)
+    TV_beta(s) = 1/N sum_u |s(u + e_x) - s(u)|^beta + |s(u + e_y) - s(u)|^beta
+    Bin(s)     = 1/N sum_u s(u) (1 - s(u))                       (= |1 - m| m, paper eq. 2)
+
+with ``f_c`` the target's softmax probability, ``Phi`` the blur of :mod:`visum.perturb` and
+``N = H W`` the number of pixels. The penalties are *means* over pixels (sums divided by
+``N``): the paper's crisp weights (``l1 = 0.01``, then ``l2 = 1``, ``l3 = 2``) only make
+sense that way (as sums, ``l1 = 0.01`` makes deleting a 20 x 20 patch cost 4 > max f_c = 1
+and the mask stays empty), and means make every weight independent of the input size.
+``docs/saliency.md`` has the measurements behind this.
+
+IEBB's ``l3 = 0`` and a single phase; crisp (eq. 2) is a two-phase *schedule* of weights.
+Each :class:`Phase` runs ``iterations`` steps of Adam on the mask's parameters, clamped
+to ``[0, 1]`` after each step (projected gradient: the paper's box constraint
+``m in [0, 1]^Lambda``; a sigmoid could never reach the exact 0 and 1 that crisp masks need).
+
+A phase parameterises the mask either at low resolution, Fong & Vedaldi's defence against
+adversarial masks (a ``ceil(H / d) x ceil(W / d)`` grid, ``d = 8``: 28 x 28 for 224 x 224,
+blurred by ``g_{sigma_m / d}`` and upsampled bilinearly to ``H x W``), or at full resolution
+(``s`` itself, no blur), which a crisp mask needs: a bilinear ``d``-fold upsampling can
+only make ramps ``d`` pixels wide. Each step perturbs with a randomly *jittered* mask
+(shifted by up to ``jitter`` pixels, borders replicated) so that the mask cannot exploit
+pixel-exact alignments; the penalties see the unshifted mask.
+
+Batches. All masks of a batch are optimised together: one forward and one backward pass
+per step, the per-image objectives summed. Images never interact: the model is in eval
+mode, Adam is per coordinate and each image's jitter comes from its own generator, seeded
+by ``seed`` and a hash of the image's values, so an image gets the same mask whatever batch
+it is in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from visum.perturb import SIGMA0, BlurStack, blur_stack, gaussian_blur, perturb
+
+__all__ = [
+    "Phase",
+    "area_penalty",
+    "tv_penalty",
+    "binary_penalty",
+    "target_probability",
+    "low_resolution_size",
+    "upsample_mask",
+    "shift_masks",
+    "image_seeds",
+    "jitter_offsets",
+    "optimise_mask",
+]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of the schedule: ``iterations`` Adam steps with fixed weights.
+
+    ``l1`` area, ``l2`` total variation with exponent ``beta``, ``l3`` binarisation (see the
+    module docstring); ``full_resolution`` optimises ``s`` pixel by pixel instead of the
+    blurred, upsampled low-resolution grid; ``jitter`` is the largest random shift (pixels)
+    of the mask at each step, ``None`` for :func:`optimise_mask`'s ``jitter``.
+    """
+
+    iterations: int
+    l1: float
+    l2: float
+    beta: float = 3.0
+    l3: float = 0.0
+    full_resolution: bool = False
+    jitter: int | None = None
+
+
+def area_penalty(s: torch.Tensor) -> torch.Tensor:
+    """``A(s) = 1/N sum_u s(u)``, the mean deleted fraction: ``[B, 1, H, W] -> [B]``."""
+    return s.flatten(1).mean(1)
+
+
+def tv_penalty(s: torch.Tensor, beta: float) -> torch.Tensor:
+    """``TV_beta(s) = 1/N sum_u |d_x s(u)|^beta + |d_y s(u)|^beta`` (forward differences).
+
+    Fong & Vedaldi's total variation (their eq. 4, ``beta = 3``) divided by ``N = H W``.
+    ``beta > 1`` prefers gentle ramps to steps: a ramp ``w`` pixels wide costs ``w^(1-beta)``
+    per unit of edge length. Shapes: ``[B, 1, H, W] -> [B]``.
+    """
+    n = s.shape[-1] * s.shape[-2]
+    dx = (s[..., :, 1:] - s[..., :, :-1]).abs().pow(beta).flatten(1).sum(1)
+    dy = (s[..., 1:, :] - s[..., :-1, :]).abs().pow(beta).flatten(1).sum(1)
+    return (dx + dy) / n
+
+
+def binary_penalty(s: torch.Tensor) -> torch.Tensor:
+    """``Bin(s) = 1/N sum_u s(u) (1 - s(u))``, 0 iff the mask is binary (paper eq. 2): ``[B, 1, H, W] -> [B]``."""
+    return (s * (1.0 - s)).flatten(1).mean(1)
+
+
+def target_probability(model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``f_c(x)``: softmax probability of class ``target[b]`` for image ``b``: ``[B, C, H, W] -> [B]``."""
+    logits = model(x)
+    return torch.softmax(logits, dim=1).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def low_resolution_size(h: int, w: int, downsample: int) -> tuple[int, int]:
+    """Side lengths of the mask grid: ``(ceil(h / d), ceil(w / d))`` (28 x 28 for 224 x 224, ``d = 8``)."""
+    return max(1, math.ceil(h / downsample)), max(1, math.ceil(w / downsample))
+
+
+def upsample_mask(m: torch.Tensor, size: tuple[int, int], blur_sigma: float) -> torch.Tensor:
+    """Low-resolution mask -> image resolution: blur by ``g_{blur_sigma}`` (grid cells), then bilinear.
+
+    Both steps average, so ``[0, 1]`` maps into ``[0, 1]``. Shapes: ``[B, 1, h, w] -> [B, 1, *size]``.
+    """
+    if blur_sigma > 0:
+        m = gaussian_blur(m, blur_sigma)
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+
+def shift_masks(s: torch.Tensor, offsets: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift mask ``b`` by ``offsets[b] = (dy, dx)`` pixels (``|dy|, |dx| <= max_shift``), borders replicated.
+
+    ``out[b, :, i, j] = s[b, :, i - dy, j - dx]`` (clamped to the image). Differentiable.
+    Shapes: ``s [B, 1, H, W]``, ``offsets [B, 2]`` int -> ``[B, 1, H, W]``.
+    """
+    if max_shift <= 0:
+        return s
+    h, w = s.shape[-2:]
+    p = max_shift
+    padded = F.pad(s, (p, p, p, p), mode="replicate")
+    rows = []
+    for b, (dy, dx) in enumerate(offsets.tolist()):
+        rows.append(padded[b, :, p - dy : p - dy + h, p - dx : p - dx + w])
+    return torch.stack(rows)
+
+
+def image_seeds(x: torch.Tensor, seed: int, stream: int = 0) -> list[int]:
+    """One 63-bit seed per image from ``seed``, ``stream`` and the image's values (not its place in the batch)."""
+    seeds = []
+    key = int(seed).to_bytes(8, "little", signed=True) + int(stream).to_bytes(8, "little", signed=True)
+    for img in x.detach().to("cpu", torch.float32).contiguous():
+        h = hashlib.blake2b(img.numpy().tobytes(), digest_size=8, key=key)
+        seeds.append(int.from_bytes(h.digest(), "little") & ((1 << 63) - 1))
+    return seeds
+
+
+def jitter_offsets(x: torch.Tensor, seed: int, iterations: int, max_shift: int, stream: int = 0) -> torch.Tensor:
+    """Integer shifts ``(dy, dx)`` uniform in ``[-max_shift, max_shift]``: ``[B, iterations, 2]`` int64.
+
+    Image ``b``'s shifts come from a ``torch.Generator`` seeded by :func:`image_seeds`, so they
+    depend on ``seed``, ``stream`` (one per phase) and on the image alone.
+    """
+    out = torch.zeros((x.shape[0], iterations, 2), dtype=torch.int64)
+    if max_shift <= 0:
+        return out
+    for b, sd in enumerate(image_seeds(x, seed, stream)):
+        g = torch.Generator().manual_seed(sd)
+        out[b] = torch.randint(-max_shift, max_shift + 1, (iterations, 2), generator=g)
+    return out
+
+
+def optimise_mask(
+    model,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    phases: list[Phase] | tuple[Phase, ...],
+    *,
+    lr: float = 0.1,
+    init: float = 0.5,
+    downsample: int = 8,
+    mask_blur: float = 5.0,
+    jitter: int = 2,
+    seed: int = 0,
+    sigma_max: float = SIGMA0,
+    levels: int = 8,
+    stack: BlurStack | None = None,
+) -> torch.Tensor:
+    """Minimise ``E(s)`` (module docstring) through ``phases`` in order; returns ``s [B, 1, H, W]`` in ``[0, 1]``.
+
+    * ``model`` maps normalised ``x [B, 3, H, W]`` to logits ``[B, K]`` (eval mode); its
+      parameters are never updated and receive no ``.grad``;
+    * ``target [B]`` int64; ``lr`` Adam's step; ``init`` the initial value of every mask cell;
+    * ``downsample`` ``d`` and ``mask_blur`` ``sigma_m`` (image pixels, applied to the grid as
+      ``sigma_m / d``) define the low-resolution parameterisation;
+    * ``jitter`` the largest random shift (pixels) of the mask at each step (unless a phase
+      sets its own), ``seed`` its seed;
+    * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``).
+
+    A full-resolution phase starts from the previous phase's mask with a new Adam; a
+    low-resolution phase after another one keeps the parameters and Adam's moments.
+    The returned mask is detached, float32, on ``x``'s device.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
+    if target.shape[0] != b:
+        raise ValueError(f"target has {target.shape[0]} entries for a batch of {b}")
+    if not phases:
+        raise ValueError("at least one phase is needed")
+    if b == 0:
+        return torch.zeros((0, 1, h, w), dtype=torch.float32, device=x.device)
+    if stack is None:
+        stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
+    grid = low_resolution_size(h, w, downsample)
+    grid_blur = mask_blur / downsample
+
+    def to_mask(param: torch.Tensor, full: bool) -> torch.Tensor:
+        return param if full else upsample_mask(param, (h, w), grid_blur)
+
+    param: torch.Tensor | None = None
+    full = False
+    opt = None
+    for number, phase in enumerate(phases):
+        shift = jitter if phase.jitter is None else phase.jitter
+        offsets = jitter_offsets(x, seed, phase.iterations, shift, stream=number)
+        if param is None:
+            full = phase.full_resolution
+            shape = (b, 1, h, w) if full else (b, 1, *grid)
+            param = torch.full(shape, float(init), dtype=torch.float32, device=x.device, requires_grad=True)
+            opt = torch.optim.Adam([param], lr=lr)
+        elif phase.full_resolution != full:
+            if full:
+                raise ValueError("a low-resolution phase cannot follow a full-resolution one")
+            with torch.no_grad():
+                start = to_mask(param, False).clamp(0, 1)
+            full = True
+            param = start.clone().requires_grad_(True)
+            opt = torch.optim.Adam([param], lr=lr)
+        for step in range(phase.iterations):
+            s = to_mask(param, full)
+            s_shifted = shift_masks(s, offsets[:, step], shift)
+            score = target_probability(model, perturb(stack, s_shifted), target)
+            energy = score + phase.l1 * area_penalty(s)
+            if phase.l2:
+                energy = energy + phase.l2 * tv_penalty(s, phase.beta)
+            if phase.l3:
+                energy = energy + phase.l3 * binary_penalty(s)
+            (grad,) = torch.autograd.grad(energy.sum(), [param])
+            param.grad = grad
+            opt.step()
+            with torch.no_grad():
+                param.clamp_(0.0, 1.0)
+    with torch.no_grad():
+        s = to_mask(param, full).clamp(0.0, 1.0)
+    return s.detach().to(torch.float32)
