@@ -113,27 +113,23 @@ def main() -> None:
         except ImportError:
             print("torchray is not installed: pip install --no-deps torchray")
     ctx = multiprocessing.get_context("fork")
-    rows = []
-    for model_name in args.models.split(","):
-        for bs in (int(b) for b in args.batches.split(",")):
-            for method in methods:
-                with ctx.Pool(1) as pool:  # a fresh process: its peak memory is this configuration's
-                    rows.append(pool.map(measure, [(model_name, bs, method, args.iterations)])[0])
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"{args.iterations} iterations per mask, 224² input\n")
     print("| model | batch | crisp s/image | floor s/image | crisp / floor | TorchRay s/image | TorchRay / crisp "
           "| crisp s/image at 450 it. | peak MiB (crisp) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    by = {(r["model"], r["batch"], r["method"]): r for r in rows}
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for model_name in args.models.split(","):
         for bs in (int(b) for b in args.batches.split(",")):
-            c, f = by[(model_name, bs, "crisp")], by[(model_name, bs, "floor")]
-            t = by.get((model_name, bs, "torchray"))
+            by = {}
+            for method in methods:
+                with ctx.Pool(1) as pool:  # a fresh process: its peak memory is this configuration's
+                    by[method] = pool.map(measure, [(model_name, bs, method, args.iterations)])[0]
+            c, f, t = by["crisp"], by["floor"], by.get("torchray")
             tr = f"{t['s_per_image']:.2f}" if t else "–"
             ratio = f"{t['s_per_image'] / c['s_per_image']:.2f}" if t else "–"
             print(f"| {model_name} | {bs} | {c['s_per_image']:.2f} | {f['s_per_image']:.2f} | "
                   f"{c['s_per_image'] / f['s_per_image']:.2f} | {tr} | {ratio} | "
-                  f"{c['s_per_image'] * 450 / args.iterations:.1f} | {c['peak_MiB']:.0f} |")
+                  f"{c['s_per_image'] * 450 / args.iterations:.1f} | {c['peak_MiB']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
