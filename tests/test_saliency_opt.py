@@ -19,9 +19,20 @@ from visum.saliency_opt import (
     optimise_mask,
     shift_masks,
     tv_penalty,
+    upsample_mask,
+    upsampling_matrix,
 )
 from visum_plugins.saliency.crisp import Crisp, CrispOptions
 from visum_plugins.saliency.iebb import IEBB, IEBBOptions
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread avoids paying OpenMP synchronisation on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 SIZE = 64
 BOX = (24, 40, 16, 32)  # rows 24..39, columns 16..31: 2 x 2 cells of the 8-pixel mask grid
@@ -149,6 +160,14 @@ def test_low_resolution_grid_scales_with_the_input():
     assert low_resolution_size(224, 224, 8) == (28, 28)
     assert low_resolution_size(128, 100, 8) == (16, 13)
     assert low_resolution_size(5, 5, 8) == (1, 1)
+
+
+def test_upsampling_matrices_equal_blur_then_bilinear():
+    m = torch.rand(2, 1, 5, 7, generator=torch.Generator().manual_seed(0))
+    ref = upsample_mask(m, (40, 56), 0.625)
+    fast = upsampling_matrix(5, 40, 0.625) @ m @ upsampling_matrix(7, 56, 0.625).T
+    assert torch.allclose(fast, ref, atol=1e-6)
+    assert ref.min() >= 0 and ref.max() <= 1
 
 
 def test_shift_masks_moves_each_mask_by_its_offset():

@@ -55,6 +55,7 @@ __all__ = [
     "target_probability",
     "low_resolution_size",
     "upsample_mask",
+    "upsampling_matrix",
     "shift_masks",
     "image_seeds",
     "jitter_offsets",
@@ -69,7 +70,9 @@ class Phase:
     ``l1`` area, ``l2`` total variation with exponent ``beta``, ``l3`` binarisation (see the
     module docstring); ``full_resolution`` optimises ``s`` pixel by pixel instead of the
     blurred, upsampled low-resolution grid; ``jitter`` is the largest random shift (pixels)
-    of the mask at each step, ``None`` for :func:`optimise_mask`'s ``jitter``.
+    of the mask at each step, ``None`` for :func:`optimise_mask`'s ``jitter``; ``blur`` (full
+    resolution only) is a Gaussian blur in pixels applied to the parameters to make ``s``, so
+    that pixel-level speckle turns into grey that the binarisation penalty charges for.
     """
 
     iterations: int
@@ -79,6 +82,7 @@ class Phase:
     l3: float = 0.0
     full_resolution: bool = False
     jitter: int | None = None
+    blur: float = 0.0
 
 
 def area_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -125,6 +129,20 @@ def upsample_mask(m: torch.Tensor, size: tuple[int, int], blur_sigma: float) -> 
     if tuple(m.shape[-2:]) == tuple(size):
         return m
     return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+
+def upsampling_matrix(n_in: int, n_out: int, blur_sigma: float) -> torch.Tensor:
+    """:func:`upsample_mask` along one axis as a matrix ``[n_out, n_in]``.
+
+    The blur (separable, replicated borders) and bilinear interpolation both act on rows and
+    columns separately, so ``upsample_mask(m) = A_h @ m @ A_w^T`` with
+    ``A_h = upsampling_matrix(h, H, sigma)``, ``A_w = upsampling_matrix(w, W, sigma)``: two
+    small matrix products per step instead of padded convolutions and an interpolation
+    (which cost more in fixed overhead than in arithmetic at these sizes).
+    """
+    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
+    cols = upsample_mask(basis, (n_out, 1), blur_sigma)  # [n_in, 1, n_out, 1]
+    return cols[:, 0, :, 0].T.contiguous().float()
 
 
 def shift_masks(s: torch.Tensor, offsets: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -213,10 +231,13 @@ def optimise_mask(
     if stack is None:
         stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
     grid = low_resolution_size(h, w, downsample)
-    grid_blur = mask_blur / downsample
+    a_h = upsampling_matrix(grid[0], h, mask_blur / downsample).to(x.device)
+    a_w = upsampling_matrix(grid[1], w, mask_blur / downsample).to(x.device)
 
-    def to_mask(param: torch.Tensor, full: bool) -> torch.Tensor:
-        return param if full else upsample_mask(param, (h, w), grid_blur)
+    def to_mask(param: torch.Tensor, full: bool, blur: float = 0.0) -> torch.Tensor:
+        if full:
+            return gaussian_blur(param, blur) if blur > 0 else param
+        return a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / downsample)
 
     param: torch.Tensor | None = None
     full = False
@@ -238,7 +259,7 @@ def optimise_mask(
             param = start.clone().requires_grad_(True)
             opt = torch.optim.Adam([param], lr=lr)
         for step in range(phase.iterations):
-            s = to_mask(param, full)
+            s = to_mask(param, full, phase.blur)
             s_shifted = shift_masks(s, offsets[:, step], shift)
             score = target_probability(model, perturb(stack, s_shifted), target)
             energy = score + phase.l1 * area_penalty(s)
@@ -252,5 +273,5 @@ def optimise_mask(
             with torch.no_grad():
                 param.clamp_(0.0, 1.0)
     with torch.no_grad():
-        s = to_mask(param, full).clamp(0.0, 1.0)
+        s = to_mask(param, full, phases[-1].blur).clamp(0.0, 1.0)
     return s.detach().to(torch.float32)

@@ -15,10 +15,10 @@ has formed (a MacKay-style schedule)::
 The rough phase optimises the same low-resolution grid as ``iebb``; the crisp phase, by
 default, optimises the mask pixel by pixel from where the rough phase left it, because an
 upsampled grid cannot have edges sharper than its cell (8 pixels). With ``l2 / l3 = 1/2``
-and ``beta = 3`` the best edge is a ramp of about ``(12 l2 / l3)^(1/3) ~ 1.8`` pixels, so the
-result is nearly binary. visum's regions stage binarises masks at 0.5 for this method's
-output to mean what the paper means (the default Otsu threshold after Gaussian smoothing
-lands near 0.5 on such masks anyway); see ``docs/saliency.md``.
+and ``beta = 3`` the cheapest edge is a ramp of about ``(12 l2 / l3)^(1/3) ~ 1.8`` pixels, so
+the result is nearly binary. Read it as ``s > 0.5``: the regions stage should binarise this
+method's masks at 0.5 without smoothing. Its default (Otsu after a sigma = 2 blur) picks
+0.15-0.42 on these masks, not 0.5. Measurements and known limits are in ``docs/saliency.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ class CrispOptions(MaskOptimisationOptions):
             "Larger shifts blur the edges (less binary masks), 0 lets speckle exploit exact pixel positions."
         ),
     )
+    crisp_mask_blur: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Gaussian blur (pixels) of the full-resolution mask in the crisp phase; > 0 turns pixel speckle "
+            "into grey that the binarisation penalty charges for, at the price of softer edges. 0 = none."
+        ),
+    )
     crisp_full_resolution: bool = Field(
         default=True,
         description=(
@@ -83,6 +91,7 @@ class Crisp(Component):
                     l3=o.crisp_l3,
                     full_resolution=o.crisp_full_resolution,
                     jitter=o.crisp_jitter,
+                    blur=o.crisp_mask_blur if o.crisp_full_resolution else 0.0,
                 )
             )
         return phases
