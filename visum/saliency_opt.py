@@ -24,8 +24,8 @@ to ``[0, 1]`` after each step (projected gradient: the paper's box constraint
 A phase parameterises the mask either at low resolution, Fong & Vedaldi's defence against
 adversarial masks (a ``ceil(H / d) x ceil(W / d)`` grid, ``d = 8``: 28 x 28 for 224 x 224,
 blurred by ``g_{sigma_m / d}`` and upsampled bilinearly to ``H x W``), or at full resolution
-(``s`` itself, no blur), which a crisp mask needs: a bilinear ``d``-fold upsampling can
-only make ramps ``d`` pixels wide. Each step perturbs with a randomly *jittered* mask
+(``s`` itself, optionally blurred by ``Phase.blur``), which a crisp mask needs: a bilinear
+``d``-fold upsampling can only make ramps ``d`` pixels wide. Each step perturbs with a randomly *jittered* mask
 (shifted by up to ``jitter`` pixels, borders replicated) so that the mask cannot exploit
 pixel-exact alignments; the penalties see the unshifted mask.
 
