@@ -240,3 +240,13 @@ def test_proposal_flow_end_to_end_on_parts_and_real_photos(proposer, parts_folde
     m = load_manifest(tmp_path / "photos-out")
     assert all(im.used and im.regions for im in m.images)
     assert m.timings["matching"] > 0
+
+
+def test_regions_binarisation_follows_the_method_unless_configured():
+    from visum.config import make_config
+    from visum.pipeline import Pipeline
+
+    assert Pipeline(make_config({"saliency": "crisp"}), "unused").binarisation() == (0.5, 0.0)
+    assert Pipeline(make_config({"saliency": "gradient"}), "unused").binarisation() == ("otsu", 2.0)
+    cfg = make_config({"saliency": "crisp", "regions": {"threshold": 0.3, "smooth_sigma": 1.0}})
+    assert Pipeline(cfg, "unused").binarisation() == (0.3, 1.0)

@@ -64,6 +64,10 @@ class SaliencyMethod(Protocol):
     * ``target`` — ``torch.Tensor`` ``[B]`` int64, the class to explain for each image;
     * returns ``s`` — ``torch.Tensor`` ``[B, 1, H, W]`` float32 in ``[0, 1]``, detached,
       on any device. Images of a batch must not influence each other's masks.
+
+    Optional class attribute ``binarize_at: float`` — for methods whose masks are nearly binary
+    (the paper's crisp mask): the regions stage then cuts the mask there, unsmoothed, instead of
+    smoothing it and applying Otsu's threshold (see ``[regions]`` in the run configuration).
     """
 
     name: ClassVar[str]

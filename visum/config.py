@@ -34,13 +34,15 @@ class ModelConfig(_Section):
 class RegionsConfig(_Section):
     """How a saliency mask becomes regions (the paper's connected components, Sec. 3.2)."""
 
-    threshold: float | Literal["otsu"] = Field(
-        "otsu",
-        description="Binarisation threshold on the (smoothed) mask in [0,1], or 'otsu' for Otsu's threshold per "
-        "image, which suits soft maps (gradients) and nearly binary ones (crisp) alike.",
+    threshold: float | Literal["otsu", "auto"] = Field(
+        "auto",
+        description="Binarisation threshold on the (smoothed) mask in [0,1]; 'otsu' for Otsu's threshold per image "
+        "(suits soft maps such as gradients); 'auto' uses the saliency method's own `binarize_at` when it declares "
+        "one (crisp: 0.5, unsmoothed) and Otsu otherwise.",
     )
-    smooth_sigma: float = Field(
-        2.0, ge=0, description="Gaussian smoothing (pixels) of the mask before thresholding; 0 = none."
+    smooth_sigma: float | None = Field(
+        None, ge=0, description="Gaussian smoothing (pixels) of the mask before thresholding; none = 0 for methods "
+        "that declare `binarize_at`, 2 for the others."
     )
     min_area: float = Field(
         0.002, ge=0, description="Smallest region kept, as a fraction of the image area."

@@ -292,13 +292,25 @@ class Pipeline:
         return masks
 
     def _regions(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
-        rc = self.config.regions
+        threshold, sigma = self.binarisation()
         for im in used:
             s = states[im.id]
             h, w = s.mask.shape
             s.regions = connected_regions(
-                binarize(s.mask, rc.threshold, rc.smooth_sigma), min_area=max(1, int(rc.min_area * h * w))
+                binarize(s.mask, threshold, sigma), min_area=max(1, int(self.config.regions.min_area * h * w))
             )
+
+    def binarisation(self) -> tuple[float | str, float]:
+        """``(threshold, smooth_sigma)`` for the regions stage: the config's, else the method's own.
+
+        A saliency class may declare ``binarize_at`` (a float): its masks are nearly binary and are
+        cut there unsmoothed (crisp: 0.5). Other masks are smoothed (sigma 2) and cut by Otsu.
+        """
+        rc = self.config.regions
+        own = getattr(self.components["saliency"][0].cls, "binarize_at", None)
+        threshold = rc.threshold if rc.threshold != "auto" else (float(own) if own is not None else "otsu")
+        sigma = rc.smooth_sigma if rc.smooth_sigma is not None else (0.0 if own is not None else 2.0)
+        return threshold, sigma
 
     def _proposals(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
         info, component, _ = self.components["proposer"]

@@ -73,6 +73,7 @@ class Crisp(Component):
     """The paper's eq. (2): a nearly binary deletion mask (binarise at 0.5)."""
 
     name = "crisp"
+    binarize_at = 0.5  # nearly binary masks: the regions stage cuts them here, unsmoothed
     summary = "Godi et al. 2018 eq. 2: IEBB plus a binarisation penalty; nearly binary, compact masks"
     Options = CrispOptions
 
