@@ -1,7 +1,7 @@
 import pytest
 
 from visum.cache import Cache, content_hash, make_key
-from visum.config import RunConfig, dump_config, load_config, make_config, parse_opt
+from visum.config import dump_config, load_config, make_config, parse_opt
 from visum.errors import ConfigError
 
 

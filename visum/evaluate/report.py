@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 
 def write_deletion_report(report, out: Path) -> Path:
