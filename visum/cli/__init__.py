@@ -1,0 +1,118 @@
+"""The ``visum`` command line (typer). Printing and progress bars live here, nowhere else.
+
+The app, its shared helpers and ``main`` are here; each command group is a module of this
+package (:mod:`.run`, :mod:`.evaluate`, :mod:`.parts`, ...) imported at the end for its
+``@app.command`` side effects.
+
+Every user-caused error ends the command with one line ``visum: error: ...`` on stderr and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import typer
+from tqdm.auto import tqdm
+
+from visum import __version__
+from visum.errors import ConfigError, VisumError
+
+app = typer.Typer(
+    help="visum: visual summaries of the parts an image classifier relies on (Godi, Carletti et al., BMVC 2018).",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+parts_app = typer.Typer(help="The synthetic parts benchmark: generate images with ground truth, retrain its CNN.")
+app.add_typer(parts_app, name="parts")
+evaluate_app = typer.Typer(help="The paper's evaluations of masks and summaries.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+class TqdmReporter:
+    """Progress bars on stderr (hidden when ``quiet``)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def progress(self, items: Iterable[Any], desc: str, total: int | None = None) -> Iterable[Any]:
+        return tqdm(items, desc=desc, total=total, disable=self.quiet or None, leave=False, file=sys.stderr)
+
+    def bar(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, disable=self.quiet or None, leave=False, file=sys.stderr)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(message, err=True)
+
+
+def _config_from_flags(config_file: Path | None, flags: dict[str, Any], opts: list[str]):
+    from visum.config import RunConfig, load_config, make_config, parse_opt
+
+    base = load_config(config_file) if config_file else RunConfig()
+    data = base.model_dump(mode="python")
+    model_keys = {"model": "spec", "weights": "weights", "input_size": "input_size", "mean": "mean", "std": "std"}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        if flag in model_keys:
+            data["model"][model_keys[flag]] = value
+        else:
+            data[flag] = value
+    for text in opts:
+        kind, key, value = parse_opt(text)
+        data["options"].setdefault(kind, {})[key] = value
+    return make_config(data)
+
+
+def _triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"bad {flag} '{text}': expected three comma-separated numbers, e.g. 0.485,0.456,0.406")
+    return values  # type: ignore[return-value]
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print visum's version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line and exit status 2."""
+    try:
+        app(args=argv, prog_name="visum")
+    except SystemExit as exc:  # typer ends every command this way
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except VisumError as exc:
+        typer.echo(f"visum: error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    else:
+        code = 0
+    if code == INTERRUPTED:
+        typer.echo("visum: interrupted; finished stages are cached, run again to resume", err=True)
+    return code
+
+
+# command modules register themselves on the apps above
+from visum.cli import evaluate, parts, run  # noqa: F401

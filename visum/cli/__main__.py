@@ -1,0 +1,5 @@
+import sys
+
+from visum.cli import main
+
+sys.exit(main())

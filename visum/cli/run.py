@@ -1,0 +1,141 @@
+"""``visum run``, ``masks``, ``plugins``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from visum.cli import (
+    TqdmReporter,
+    _config_from_flags,
+    _triple,
+    app,
+)
+from visum.errors import ConfigError
+
+
+@app.command()
+def run(
+    images: Path | None = typer.Option(None, "--images", help="Folder of images of the target class (every file in it is used). Default: generate the parts benchmark."),
+    model: str | None = typer.Option(None, "--model", help="efficientnet-lite0|1|2, torchvision:NAME (with --weights), a TorchScript *.pt file, package.module:factory, or 'parts' (default)."),
+    weights: str | None = typer.Option(None, "--weights", help="torchvision weights enum name (e.g. IMAGENET1K_V1) or a state-dict file."),
+    target: str | None = typer.Option(None, "--target", help="Class to explain: index or name (e.g. 'tabby cat'). Default: the parts benchmark's main class."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Override the model's input size (pixels)."),
+    mean: str | None = typer.Option(None, "--mean", help="Override the normalisation mean, 'r,g,b' in 0..1 units."),
+    std: str | None = typer.Option(None, "--std", help="Override the normalisation std, 'r,g,b' in 0..1 units."),
+    saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (see `visum plugins`)."),
+    proposer: str | None = typer.Option(None, "--proposer", help="Object proposal plugin."),
+    matcher: str | None = typer.Option(None, "--matcher", help="Proposal matching plugin."),
+    clusterer: str | None = typer.Option(None, "--clusterer", help="Clustering plugin."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Cluster scoring plugin."),
+    opt: list[str] = typer.Option([], "--opt", help="Plugin option KIND.KEY=VALUE, repeatable (e.g. --opt clusterer.preference=0.2)."),
+    config: Path | None = typer.Option(None, "--config", help="A run.toml to start from; flags override it."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed: the same inputs and seed give the same manifest."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default ./visum-out/<timestamp>)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per saliency/classification batch."),
+    device: str | None = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching (default: one per core)."),
+    keep_misclassified: bool | None = typer.Option(None, "--keep-misclassified/--drop-misclassified", help="Keep images the model does not classify as the target (default: drop them, as the paper does)."),
+    benchmark_images: int | None = typer.Option(None, "--benchmark-images", help="How many parts-benchmark images to generate when --images is not given."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Explain one class: saliency → regions → proposals → matching → pruning → clustering → scoring → summaries."""
+    from visum.cache import Cache
+    from visum.pipeline import Pipeline
+
+    flags = dict(
+        images=images, model=model, weights=weights, target=target, input_size=input_size,
+        mean=_triple(mean, "--mean"), std=_triple(std, "--std"), saliency=saliency, proposer=proposer,
+        matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed, batch_size=batch_size, device=device,
+        workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
+    )
+    cfg = _config_from_flags(config, flags, opt)
+    out_dir = out or Path("visum-out") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    reporter = TqdmReporter(quiet)
+    pipeline = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter)
+    result = pipeline.run()
+    kept = len(result.manifest.kept_summaries)
+    reporter.info(
+        f"{kept} summaries kept of {len(result.manifest.summaries)} clusters; "
+        f"cache: {result.cache_hits} hits, {result.cache_misses} misses"
+    )
+    typer.echo(f"report: {result.report.resolve()}")
+
+
+@app.command()
+def masks(
+    saliency: str = typer.Option(..., "--saliency", help="Saliency plugin (see `visum plugins --kind saliency`)."),
+    images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
+    model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
+    weights: str | None = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    target: str | None = typer.Option(None, "--target", help="Class to explain in every image: index or name."),
+    opt: list[str] = typer.Option([], "--opt", help="Saliency option saliency.KEY=VALUE, repeatable."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default ./visum-out/masks-<timestamp>)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per batch: a batch's masks are optimised together."),
+    device: str | None = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not read or write the cache."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Compute and save saliency masks alone: masks/NNNN.png (original size), .npy (model input size), manifest.json."""
+    from visum.cache import Cache
+    from visum.pipeline import Pipeline
+
+    flags = dict(images=images, model=model, weights=weights, target=target, saliency=saliency, seed=seed,
+                 batch_size=batch_size, device=device, keep_misclassified=True)
+    cfg = _config_from_flags(None, flags, opt)
+    out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")
+    reporter = TqdmReporter(quiet)
+    result = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
+    reporter.info(f"{len(result.manifest.images)} masks; cache: {result.cache_hits} hits, {result.cache_misses} misses")
+    typer.echo(f"masks: {result.report.resolve()}")
+
+
+@app.command()
+def plugins(
+    kind: str | None = typer.Option(None, "--kind", help="Only this kind: saliency, proposer, matcher, clusterer or scorer."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable listing."),
+) -> None:
+    """List every component visum can use, with its kind, source, options and defaults."""
+    from visum.components import KINDS
+    from visum.plugins import get_catalogue
+
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown kind '{kind}' (kinds: {', '.join(KINDS)})")
+    catalogue = get_catalogue()
+    items = catalogue.list(kind)
+    if as_json:
+        rows = [
+            {"kind": c.kind, "name": c.name, "source": c.source, "plugin": c.plugin, "summary": c.summary,
+             "options": c.options_table()}
+            for c in items
+        ]
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    current = None
+    for c in items:
+        if c.kind != current:
+            current = c.kind
+            typer.echo(f"\n{c.kind}")
+        typer.echo(f"  {c.name:<20} {c.summary}  [{c.source}]")
+        for o in c.options_table():
+            default = "required" if o["required"] else f"default {o['default']!r}"
+            typer.echo(f"      --opt {c.kind}.{o['name']}=<{o['type']}>  ({default})  {o['description']}")
+
+
+@app.command()
+def schema(out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
+    """Print the JSON schema of manifest.json."""
+    from visum.manifest import manifest_schema
+
+    text = json.dumps(manifest_schema(), indent=2) + "\n"
+    if out:
+        out.write_text(text, "utf-8")
+    else:
+        typer.echo(text, nl=False)
