@@ -116,3 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 # command modules register themselves on the apps above
 from visum.cli import evaluate, parts, run  # noqa: F401
+from visum.cli import experiment  # noqa: E402,F401
