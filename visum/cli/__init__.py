@@ -117,3 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 # command modules register themselves on the apps above
 from visum.cli import evaluate, parts, run  # noqa: F401
 from visum.cli import experiment  # noqa: E402,F401
+from visum.cli import simonyan  # noqa: E402,F401
