@@ -118,3 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 from visum.cli import evaluate, parts, run  # noqa: F401
 from visum.cli import experiment  # noqa: E402,F401
 from visum.cli import simonyan  # noqa: E402,F401
+from visum.cli import ablate  # noqa: E402,F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -65,3 +66,26 @@ def _with_saliency_options(cfg, opts: list[str]):
             raise ConfigError(f"bad --opt '{text}': only saliency options apply here")
         shared[key] = value
     return cfg.model_copy(update={"options": {**cfg.options, "saliency": shared}}) if shared else cfg
+
+
+@evaluate_app.command("summaries")
+def evaluate_summaries_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Output folder of `visum run` on parts-benchmark images.")],
+    share: Annotated[float, typer.Option("--share", help="A box shows a part when the part fills this share of the box or this share of the part lies in the box.")] = 0.5,
+    min_purity: Annotated[float, typer.Option("--min-purity", help="A part is recovered when it is the majority of a kept summary at least this pure.")] = 0.5,
+    draws: Annotated[int, typer.Option("--draws", help="Random subsets per summary for mu_R.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random subsets.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Score a run's summaries against the parts benchmark's ground truth: purity, parts recovered, NMI, mu_S vs mu_R."""
+    import json
+
+    from visum.evaluate.summaries import evaluate_run
+
+    if not 0 < share <= 1:
+        raise ConfigError(f"bad --share {share}: expected a share in (0, 1]")
+    scores = evaluate_run(run_dir, share=share, min_purity=min_purity, draws=draws, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(scores.as_dict(), indent=1))
+    else:
+        typer.echo(scores.markdown(), nl=False)
