@@ -31,13 +31,14 @@ from visum.errors import InputError
 
 __all__ = ["CHROMIUM_FLAGS", "BrowserError", "BrowserResult", "ImageStatus", "check_report_in_browser", "find_chromium"]
 
-#: The flags every launch uses (CI runs as root in a container without a GPU or a session bus).
+#: The flags every launch uses (CI runs as root, without a GPU or a session bus).
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--no-first-run",
     "--disable-background-networking",
+    "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm, too small for Chromium
 )
 
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
@@ -259,7 +260,8 @@ class _Pipe:
         self.log.close()
 
 
-def check_report_in_browser(    path: str | os.PathLike,
+def check_report_in_browser(
+    path: str | os.PathLike,
     *,
     chromium: str | None = None,
     timeout: float = 60.0,
