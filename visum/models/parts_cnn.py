@@ -73,8 +73,26 @@ class PartsCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+def widths_of_state(state: dict) -> tuple[int, ...]:
+    """The conv widths of a :class:`PartsCNN` ``state_dict`` (out channels of its 4-d ``features.*`` weights).
+
+    Falls back to :data:`WIDTHS` when ``state`` does not hold five such weights, so a
+    foreign file still fails in ``load_state_dict`` with its own message.
+    """
+    convs = sorted(
+        ((int(k.split(".")[1]), v) for k, v in state.items()
+         if k.startswith("features.") and k.endswith(".weight") and k.count(".") == 2
+         and k.split(".")[1].isdigit() and getattr(v, "ndim", 0) == 4),
+        key=lambda kv: kv[0],
+    )
+    return tuple(int(v.shape[0]) for _, v in convs) if len(convs) == len(WIDTHS) else WIDTHS
+
+
 def load_parts_model(weights: str | Path | None = None, device="cpu") -> LoadedModel:
     """The parts-benchmark CNN with its weights (default: the committed ones), in eval mode.
+
+    The conv widths follow the file (:func:`widths_of_state`), so narrower models trained
+    with ``train_parts_cnn(widths=...)`` load too.
 
     ``fingerprint`` is the SHA-256 of the weight file's bytes. Raises
     :class:`visum.errors.ConfigError` naming the file if it is missing or not a valid
@@ -88,11 +106,11 @@ def load_parts_model(weights: str | Path | None = None, device="cpu") -> LoadedM
         raise ConfigError(f"parts model: weight file {path} does not exist{hint}") from None
     except OSError as e:
         raise ConfigError(f"parts model: cannot read weight file {path}: {e}") from None
-    model = PartsCNN()
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise TypeError(f"expected a state_dict, found {type(state).__name__}")
+        model = PartsCNN(widths=widths_of_state(state))  # the shipped file: WIDTHS
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 — any failure here means a bad file
         raise ConfigError(f"parts model: weight file {path} is not a valid PartsCNN state_dict ({e})") from None
