@@ -39,6 +39,7 @@ __all__ = [
     "Change",
     "Variant",
     "apply_changes",
+    "check_variants",
     "markdown_table",
     "parse_vary",
     "plan_variants",
@@ -102,8 +103,16 @@ def apply_changes(base: RunConfig, changes: Sequence[Change]) -> RunConfig:
 
 def _current(base: RunConfig, key: str) -> Any:
     head, dot, rest = key.partition(".")
-    if head in KINDS:
-        return getattr(base, head) if not dot else base.options.get(head, {}).get(rest)
+    if head in KINDS and not dot:
+        return getattr(base, head)
+    if head in KINDS:  # the option's effective value: the base's setting, else the component's default
+        from visum.plugins import get_catalogue
+
+        try:
+            options = get_catalogue().options(head, base.component(head), base.component_options(head))
+        except VisumError:
+            return base.options.get(head, {}).get(rest)
+        return getattr(options, rest, None)
     node: Any = base.model_dump(mode="python")
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
@@ -151,6 +160,20 @@ def _dir_name(k: int, variant: Variant) -> str:
     return f"{k:02d}-{safe}"[:120]
 
 
+def check_variants(variants: Sequence[Variant]) -> None:
+    """Resolve every variant's components and options before any work; the error names the variant."""
+    from visum.plugins import get_catalogue
+
+    catalogue = get_catalogue()
+    for variant in variants:
+        for kind in KINDS:
+            try:
+                info = catalogue.get(kind, variant.config.component(kind))
+                catalogue.options(kind, info.name, variant.config.component_options(kind))
+            except VisumError as exc:
+                raise type(exc)(f"variant '{variant.name}': {exc}") from None
+
+
 def run_ablation(
     variants: Sequence[Variant],
     out_dir: Path,
@@ -167,6 +190,7 @@ def run_ablation(
     """
     from visum.pipeline import Pipeline
 
+    check_variants(variants)
     out_dir = Path(out_dir)
     rows = []
     for k, variant in enumerate(variants):

@@ -38,7 +38,7 @@ class AgglomerativeOptions(Options):
     """Options of :class:`Agglomerative`."""
 
     distance_threshold: float = Field(
-        default=0.6,
+        default=0.35,
         gt=0.0,
         le=1.0,
         description="Merging stops when the linkage distance (1 - similarity) exceeds this; ignored when n_clusters is set.",

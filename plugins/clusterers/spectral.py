@@ -12,6 +12,12 @@ Number of clusters. Unless ``n_clusters`` is given, it is chosen by the *eigenga
 (l_{k+1} - l_k)``. A graph of ``c`` connected components has ``c`` zero eigenvalues, so the
 gap rule never picks fewer clusters than components (up to ``max_clusters``).
 
+Neighbour graph. Corr'' from an appearance matcher is nearly complete (every pair of HOG
+descriptors has some positive cosine), and on a complete graph of similar weights the
+spectrum shows no structure (the eigengap picks one cluster). As usual for spectral
+clustering (von Luxburg 2007, Sec. 2.2), each proposal keeps only its ``n_neighbors``
+strongest links; a link stays when either end keeps it (``A = max(K, K^T)``).
+
 Graphs that are not connected need care: spectral embedding is only defined per component,
 and with fewer clusters than components unrelated components would share a cluster. So
 proposals with no link at all are unassigned (``-1``), and every cluster is split along the
@@ -34,7 +40,14 @@ from visum_plugins.clusterers._similarity import clean_affinity, consecutive_lab
 
 from visum import Component, Options, hookimpl
 
-__all__ = ["Spectral", "SpectralOptions", "eigengap_k", "normalized_laplacian_eigenvalues", "register_clusterers"]
+__all__ = [
+    "Spectral",
+    "SpectralOptions",
+    "eigengap_k",
+    "nearest_neighbour_graph",
+    "normalized_laplacian_eigenvalues",
+    "register_clusterers",
+]
 
 _NUMERICAL_ZERO = 1e-6  # links weaker than this share of the strongest do not connect components
 _DENSE_EIGEN = 2000  # up to this many nodes, all eigenvalues by a dense solver
@@ -69,6 +82,29 @@ def eigengap_k(eigenvalues: np.ndarray, max_clusters: int) -> int:
     return int(np.argmax(gaps)) + 1
 
 
+def nearest_neighbour_graph(affinity: sp.csr_matrix, n_neighbors: int) -> sp.csr_matrix:
+    """Keep each row's ``n_neighbors`` largest entries, symmetrised by ``max(K, K^T)``.
+
+    Shapes: ``[N, N]`` sparse, symmetric, ``>= 0`` -> ``[N, N]`` ``csr_matrix``. Ties at the
+    cut are broken by column index (the stable order), so the result is deterministic.
+    """
+    a = sp.csr_matrix(affinity, dtype=np.float64)
+    rows, cols, vals = [], [], []
+    for i in range(a.shape[0]):
+        start, end = a.indptr[i], a.indptr[i + 1]
+        if end == start:
+            continue
+        c, v = a.indices[start:end], a.data[start:end]
+        order = np.lexsort((c, -v))[:n_neighbors]
+        rows.append(np.full(len(order), i))
+        cols.append(c[order])
+        vals.append(v[order])
+    if not rows:
+        return sp.csr_matrix(a.shape, dtype=np.float64)
+    k = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=a.shape)
+    return k.maximum(k.T).tocsr()
+
+
 def _split_by_components(labels: np.ndarray, components: np.ndarray) -> np.ndarray:
     pairs = labels.astype(np.int64) * (components.max() + 1) + components
     _, out = np.unique(pairs, return_inverse=True)
@@ -78,6 +114,9 @@ def _split_by_components(labels: np.ndarray, components: np.ndarray) -> np.ndarr
 class SpectralOptions(Options):
     """Options of :class:`Spectral`."""
 
+    n_neighbors: int | None = Field(
+        default=5, ge=1, description="Each proposal keeps its n strongest links (kNN graph); None = every link of Corr''."
+    )
     n_clusters: int | None = Field(default=None, ge=1, description="Number of clusters; None = the eigengap rule.")
     max_clusters: int = Field(default=30, ge=1, description="Largest number of clusters the eigengap rule may choose.")
     assign_labels: Literal["cluster_qr", "kmeans", "discretize"] = Field(
@@ -111,6 +150,8 @@ class Spectral(Component):
         if s.nnz:
             s.data[s.data < _NUMERICAL_ZERO * s.data.max()] = 0.0
             s.eliminate_zeros()
+        if o.n_neighbors is not None:
+            s = nearest_neighbour_graph(s, o.n_neighbors)
         linked = np.flatnonzero(np.asarray(s.sum(axis=1)).ravel() > 0)
         if len(linked) < 2:
             return self

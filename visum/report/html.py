@@ -21,7 +21,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from visum.evaluate.summaries import scores_for_report
 from visum.manifest import ImageRecord, Manifest, SummaryRecord
+from visum.report.ground_truth import ground_truth_section, summary_ground_truth
 from visum.report.summary_image import as_rgb_uint8
 
 __all__ = ["write_report", "render_report"]
@@ -260,6 +262,7 @@ def _summary_card(
     summary: SummaryRecord,
     images: Mapping[int, ImageRecord],
     picture: _Embedded | None,
+    ground_truth=None,
 ) -> str:
     members = summary.members
     n_images = len({m.image for m in members})
@@ -270,6 +273,7 @@ def _summary_card(
         f"<span>mean part score <b>{_e(_fmt(mean_score))}</b></span>",
     ]
     stats += [f"<span>{_e(k)} <b>{_e(_fmt(v))}</b></span>" for k, v in sorted(summary.quality.items())]
+    stats += summary_ground_truth(ground_truth)
     badge = '<span class="badge kept">kept</span>' if summary.kept else '<span class="badge off">discarded</span>'
     alt = f"Summary {summary.id}: {len(members)} parts from {n_images} images, parts highlighted in red"
     fig = (
@@ -412,6 +416,10 @@ def render_report(
     kept = [s for s in manifest.summaries if s.kept]
     discarded = [s for s in manifest.summaries if not s.kept]
     parts = [_header(manifest, title)]
+    truth = scores_for_report(manifest, run_dir)  # None unless the images carry parts ground truth
+    truth_of = {s.id: s for s in truth.summaries} if truth is not None else {}
+    if truth is not None:
+        parts.append(ground_truth_section(truth))
 
     parts.append(f'<h2 id="summaries">Summaries ({len(kept)})</h2>')
     parts.append(
@@ -419,11 +427,11 @@ def render_report(
         "the part shared across the summary is highlighted in red. Best-matching parts first.</p>"
     )
     if kept:
-        parts.extend(_summary_card(s, images, pictures[s.id]) for s in kept)
+        parts.extend(_summary_card(s, images, pictures[s.id], truth_of.get(s.id)) for s in kept)
     else:
         parts.append('<p class="noimg">No cluster was reliable enough to become a summary.</p>')
 
-    inner = "\n".join(_summary_card(s, images, pictures[s.id]) for s in discarded)
+    inner = "\n".join(_summary_card(s, images, pictures[s.id], truth_of.get(s.id)) for s in discarded)
     if not discarded:
         inner = '<p class="noimg">None.</p>'
     parts.append(
