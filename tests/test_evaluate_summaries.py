@@ -18,6 +18,7 @@ from visum.evaluate.summaries import (
     member_labels,
     normalized_mutual_information,
     random_subsets_mean,
+    region_part_coverage,
     score_summaries,
     shown_parts,
 )
@@ -101,6 +102,16 @@ def test_mu_r_estimates_the_mean_distance_of_the_pool():
     assert random_subsets_mean(d, [3, 5], 50, np.random.default_rng(1)) == random_subsets_mean(
         d, [3, 5], 50, np.random.default_rng(1))
     assert mean_within(d, [np.arange(12)]) == pytest.approx(d[i, j].mean())
+
+
+def test_region_coverage_says_which_parts_the_salient_regions_hold():
+    lm = label_map()
+    assert region_part_coverage(lm, [EYE, (0, 20, 4, 30)], 5).tolist() == [True, False, False, False]  # 40 % of the tail
+    assert region_part_coverage(lm, [EYE, (0, 20, 4, 30)], 5, share=0.4).tolist() == [True, False, True, False]
+    assert region_part_coverage(lm, [], 5).tolist() == [False] * 4
+    s = score_summaries([(0, True, [(0, EYE), (1, EYE)])], _maps(2), PARTS, draws=5,
+                        regions={0: [EYE, WING], 1: [EYE]})
+    assert s.region_coverage == {"eye": 1.0, "beak": 0.0, "tail": 0.0, "wing": 0.5}
 
 
 # ----------------------------------------------------------------------------- class scores
@@ -193,7 +204,8 @@ def test_evaluate_summaries_scores_kept_summaries_of_a_run(strict_run, capsys):
     out = capsys.readouterr().out
     assert code == 0 and json.loads(out)["n_kept"] == scores.n_kept
     page = (strict_run / "report.html").read_text()
-    assert 'id="ground-truth"' in page and "parts recovered" in page
+    assert 'id="ground-truth"' in page and "parts recovered" in page and "Salient regions hold" in page
+    assert set(scores.region_coverage) == set(PARTS)
 
 
 def test_default_style_run_is_coherent(parts_folder, tmp_path):

@@ -237,6 +237,7 @@ def table_rows(rows: Sequence[AblationRow]) -> list[dict[str, Any]]:
             "mu_s": s.mu_s if s else nan,
             "mu_r": s.mu_r if s else nan,
             "background_share": s.background_share if s else nan,
+            "region_coverage": " ".join(f"{k}={v:.2f}" for k, v in s.region_coverage.items()) if s else "",
             "members": s.n_members if s else 0,
         })
         d.update({

@@ -28,6 +28,10 @@ Scores, over the kept summaries of one class:
   sets of two members of the summary; ``mu_R`` is the same for random subsets of the same
   sizes drawn (without replacement, seeded) from all members of the kept summaries,
   averaged over ``draws`` draws. ``mu_S < mu_R`` means summaries group like parts.
+
+A diagnostic of where coverage is lost: *region coverage* of a part is the share of the used
+images in which at least ``share`` of the part lies inside the salient regions' boxes. A part
+the saliency method never marks cannot be recovered by any matcher or clusterer.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ __all__ = [
     "member_labels",
     "normalized_mutual_information",
     "random_subsets_mean",
+    "region_part_coverage",
     "run_label_maps",
     "score_summaries",
     "scores_for_report",
@@ -106,6 +111,22 @@ def member_labels(counts: np.ndarray, shown: np.ndarray) -> np.ndarray:
         return np.zeros(len(n), dtype=np.int64)
     best = n.argmax(axis=1)
     return np.where(shown.any(axis=1), best + 1, 0).astype(np.int64)
+
+
+def region_part_coverage(label_map: np.ndarray, region_boxes: Sequence[Sequence[int]], n_labels: int,
+                         share: float = 0.5) -> np.ndarray:
+    """Which parts lie (at least ``share`` of their pixels) inside the union of ``region_boxes``.
+
+    Shapes: ``label_map [H, W]`` int, boxes ``[x0, y0, x1, y1]`` -> ``[n_labels - 1]`` bool
+    (part ``k`` in column ``k - 1``; a part absent from the image is ``False``).
+    """
+    inside = np.zeros(label_map.shape, dtype=bool)
+    for x0, y0, x1, y1 in region_boxes:
+        inside[max(0, int(y0)):max(0, int(y1)), max(0, int(x0)):max(0, int(x1))] = True
+    lm = np.asarray(label_map, dtype=np.int64)
+    total = np.bincount(lm.ravel(), minlength=n_labels)[1:n_labels]
+    covered = np.bincount(lm[inside], minlength=n_labels)[1:n_labels]
+    return (total > 0) & (covered >= share * total)
 
 
 def majority(labels: np.ndarray) -> tuple[int, float]:
@@ -207,6 +228,7 @@ class GroundTruthScores:
     mu_s: float
     mu_r: float
     background_share: float
+    region_coverage: dict[str, float] = field(default_factory=dict)
     settings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -238,6 +260,8 @@ class GroundTruthScores:
              f"({', '.join(self.parts_recovered) or 'none'})"),
             f"NMI(summary, part): {f(self.nmi)}",
             f"mu_S (within summaries): {f(self.mu_s)}   mu_R (random subsets): {f(self.mu_r)}",
+            *([("salient regions hold the part in a share of the images: "
+                + ", ".join(f"{k} {f(v)}" for k, v in self.region_coverage.items()))] if self.region_coverage else []),
             "",
             "| summary | kept | members | majority | purity | mean Jaccard | labels |",
             "|---:|---|---:|---|---:|---:|---|",
@@ -261,13 +285,15 @@ def score_summaries(
     min_purity: float = 0.5,
     draws: int = 1000,
     seed: int = 0,
+    regions: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> GroundTruthScores:
     """Score summaries against ground-truth label maps.
 
     ``summaries``: ``(id, kept, [(image id, part box), ...])`` per summary, boxes
     ``[x0, y0, x1, y1]`` in the label map's pixels; ``label_maps``: ``{image id: [H, W] int}``
     (0 = background, ``k`` = ``part_names[k - 1]``), one per image whose parts count as
-    present (the run's used images). See the module docstring for the definitions.
+    present (the run's used images); ``regions``: ``{image id: region boxes}`` of those images
+    for the region coverage diagnostic (optional). See the module docstring for the definitions.
     """
     names = [BACKGROUND, *part_names]
     n_labels = len(names)
@@ -308,6 +334,10 @@ def score_summaries(
     distances = jaccard_distances(all_tags)
     recovered = {s.majority for s in kept_scores if s.majority != BACKGROUND and s.purity >= min_purity}
     purities = [s.purity for s in kept_scores if s.n_members]
+    region_coverage = {}
+    if regions is not None and label_maps:
+        held = np.stack([region_part_coverage(m, regions.get(i, []), n_labels, share) for i, m in label_maps.items()])
+        region_coverage = {p: float(held[:, k].mean()) for k, p in enumerate(part_names) if p in present}
     return GroundTruthScores(
         part_names=list(part_names),
         summaries=per_summary,
@@ -320,6 +350,7 @@ def score_summaries(
         mu_s=mean_within(distances, groups),
         mu_r=random_subsets_mean(distances, [len(g) for g in groups], draws, np.random.default_rng(seed)),
         background_share=float(np.mean(all_labels == 0)) if len(all_labels) else float("nan"),
+        region_coverage=region_coverage,
         settings={"share": share, "min_purity": min_purity, "draws": draws, "seed": seed},
     )
 
@@ -382,6 +413,10 @@ def run_label_maps(manifest: Manifest, run_dir: Path) -> tuple[dict[int, np.ndar
     return maps, names
 
 
+def _regions_of(manifest: Manifest) -> dict[int, list[tuple[int, int, int, int]]]:
+    return {im.id: [r.bbox for r in im.regions] for im in manifest.images if im.used}
+
+
 def _summaries_of(manifest: Manifest) -> list[tuple[int, bool, list[tuple[int, tuple[int, int, int, int]]]]]:
     return [(s.id, s.kept, [(m.image, m.part_bbox) for m in s.members]) for s in manifest.summaries]
 
@@ -394,7 +429,7 @@ def evaluate_run(run_dir: Path, **settings) -> GroundTruthScores:
         raise InputError(f"{run_dir}: the run's images have no parts-benchmark ground truth "
                          "(ground_truth/ground_truth.json next to them); only parts-benchmark runs can be scored")
     maps, names = found
-    return score_summaries(_summaries_of(manifest), maps, names, **settings)
+    return score_summaries(_summaries_of(manifest), maps, names, regions=_regions_of(manifest), **settings)
 
 
 def scores_for_report(manifest: Manifest, run_dir: Path) -> GroundTruthScores | None:
@@ -405,4 +440,4 @@ def scores_for_report(manifest: Manifest, run_dir: Path) -> GroundTruthScores | 
         return None
     if found is None:
         return None
-    return score_summaries(_summaries_of(manifest), *found)
+    return score_summaries(_summaries_of(manifest), *found, regions=_regions_of(manifest))

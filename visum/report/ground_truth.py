@@ -41,8 +41,16 @@ def ground_truth_section(scores: GroundTruthScores) -> str:
         f"label. Recovered: <b>{_e(recovered)}</b>. &mu;<sub>S</sub>/&mu;<sub>R</sub>: mean Jaccard distance of "
         "members' part tags within summaries / within random subsets of the same sizes (the paper's Fig. 4; "
         "lower is more coherent). <span class=\"mono\">visum evaluate summaries RUN_DIR</span> prints the details.</p>\n"
-        f'<div class="cards">{cards_html}</div>'
+        f'<div class="cards">{cards_html}</div>\n{_region_coverage(scores)}'
     )
+
+
+def _region_coverage(scores: GroundTruthScores) -> str:
+    if not scores.region_coverage:
+        return ""
+    held = ", ".join(f"{_e(part)} {share * 100:.0f}%" for part, share in scores.region_coverage.items())
+    return (f'<p class="sub">Salient regions hold each part (&ge; half of it inside a region\'s box) in this share '
+            f"of the images: {held}. A part the saliency method does not mark cannot become a summary.</p>")
 
 
 def summary_ground_truth(score: SummaryScore | None) -> list[str]:
