@@ -265,16 +265,17 @@ def markdown_table(rows: Sequence[AblationRow]) -> str:
     and any other kind that differs between variants."""
     data = table_rows(rows)
     kinds = [k for k in KINDS if k in ("saliency", "matcher", "clusterer") or len({d[k] for d in data}) > 1]
-    head = ["variant", *kinds, "clusters", "kept", "purity", "coverage", "purity×cov.", "NMI", "μ_S", "μ_R",
-            "time s", "misses"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(kinds)) + ["---:"] * 10) + "|"]
+    head = ["variant", *kinds, "clusters", "kept", "members", "purity", "coverage", "purity×cov.", "NMI", "μ_S",
+            "μ_R", "time s", "misses"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(kinds)) + ["---:"] * 11) + "|"]
     for d in data:
         if d["error"]:
-            cells = [d["variant"], *[d[k] for k in kinds], "error: " + d["error"], *[""] * 9]
+            cells = [d["variant"], *[d[k] for k in kinds], "error: " + d["error"], *[""] * 10]
         else:
             cov = f"{_fmt(d['coverage'])} ({d['parts_recovered'].count(' ') + 1 if d['parts_recovered'] else 0})" \
                 if not math.isnan(d["coverage"]) else "–"
-            cells = [d["variant"], *[d[k] for k in kinds], d["clusters"], d["kept"], _fmt(d["mean_purity"]), cov,
+            cells = [d["variant"], *[d[k] for k in kinds], d["clusters"], d["kept"], d["members"],
+                     _fmt(d["mean_purity"]), cov,
                      _fmt(d["purity_x_coverage"]), _fmt(d["nmi"]), _fmt(d["mu_s"]), _fmt(d["mu_r"]),
                      _fmt(d["time_s"], 1), d["cache_misses"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
