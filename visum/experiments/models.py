@@ -112,7 +112,8 @@ def recipe_weights(recipe: PartsRecipe, cache_root: Path, threads: int = 2, prog
     path = recipe_path(recipe, cache_root, threads)
     if not path.is_file():
         train_parts_cnn(path, seed=recipe.seed, epochs=recipe.epochs, n_per_class=recipe.n_per_class,
-                        threads=threads, progress=progress, n_saliency=0, n_test_per_class=50,
+                        threads=threads, progress=progress, n_saliency=0,
+                        n_test_per_class=min(50, recipe.n_per_class),
                         widths=recipe.widths)
     return path
 

@@ -41,6 +41,7 @@ from visum.experiments.specialise import (
     SummarySVMs,
     choose_weight,
     combine,
+    mcnemar_p,
     normalise_scores,
 )
 from visum.models.base import LoadedModel
@@ -60,6 +61,8 @@ class ClassRun:
     kept: int = 0
     run_dir: str | None = None
     note: str = ""
+    regions_per_image: float = float("nan")  # salient regions (connected components) per used image
+    salient_area: float = float("nan")  # their total area per used image, as a fraction of the view
 
 
 def _slug(text: str) -> str:
@@ -115,8 +118,11 @@ def explain_class(
         Summary(label, tuple(sorted({index[path_of[m.image]] for m in s.members})))
         for s in manifest.kept_summaries
     ]
-    used = sum(1 for im in manifest.images if im.used)
-    run = ClassRun(label, name, used, len(manifest.summaries), len(summaries), str(run_dir))
+    used = [im for im in manifest.images if im.used]
+    side = model.preprocessing.input_size
+    run = ClassRun(label, name, len(used), len(manifest.summaries), len(summaries), str(run_dir),
+                   regions_per_image=float(np.mean([len(im.regions) for im in used])),
+                   salient_area=float(np.mean([sum(r.area for r in im.regions) for im in used])) / side**2)
     return run, summaries
 
 
@@ -144,6 +150,11 @@ class ModelRow:
         return mean_kept([c.clusters for c in self.classes])
 
     @property
+    def salient_area(self) -> float:
+        """Mean salient area per image (fraction of the view) over the explained classes."""
+        return mean_kept([c.salient_area for c in self.classes if c.images >= 2])
+
+    @property
     def mean_kept_explained(self) -> float:
         """Mean kept summaries over the classes the model could be explained on (at least 2 correct images)."""
         return mean_kept([c.kept for c in self.classes if c.images >= 2])
@@ -155,6 +166,7 @@ class AccuracyReport:
     kept_vs_accuracy: Correlation
     clusters_vs_accuracy: Correlation
     explained_vs_accuracy: Correlation
+    explained_vs_salient_area: Correlation
     components: dict[str, str]
     settings: dict
 
@@ -162,11 +174,13 @@ class AccuracyReport:
         rows = []
         for r in self.rows:
             d = asdict(r)
-            d.update(mean_kept=r.mean_kept, mean_clusters=r.mean_clusters, mean_kept_explained=r.mean_kept_explained)
+            d.update(mean_kept=r.mean_kept, mean_clusters=r.mean_clusters, mean_kept_explained=r.mean_kept_explained,
+                     salient_area=r.salient_area)
             rows.append(d)
         return {"rows": rows, "kept_vs_accuracy": asdict(self.kept_vs_accuracy),
                 "clusters_vs_accuracy": asdict(self.clusters_vs_accuracy),
                 "explained_vs_accuracy": asdict(self.explained_vs_accuracy),
+                "explained_vs_salient_area": asdict(self.explained_vs_salient_area),
                 "components": self.components, "settings": self.settings}
 
 
@@ -259,6 +273,7 @@ def summaries_vs_accuracy(
     report = AccuracyReport(
         rows, spearman(acc, [r.mean_kept for r in rows]), spearman(acc, [r.mean_clusters for r in rows]),
         spearman(acc, [r.mean_kept_explained for r in rows]),
+        spearman([r.salient_area for r in rows], [r.mean_kept_explained for r in rows]),
         {kind: base.component(kind) for kind in ("saliency", "proposer", "matcher", "clusterer", "scorer")},
         {"images_per_class": images_per_class, "pool_per_class": pool_per_class,
          "held_out_per_class": held_out_per_class, "seed": base.seed, "options": base.options,
@@ -284,8 +299,10 @@ class SpecialiseResult:
     test: dict[str, float]  # network, specialised, svm_only
     fixed: int  # test images wrong before, right after
     broken: int  # right before, wrong after
+    mcnemar_p: float  # exact McNemar p-value of fixed vs broken
     weight_grid: list[float]
     validation_curve: list[float]
+    class_svms: dict[str, float] = field(default_factory=dict)  # control: one SVM per class on the pooled positives
     classes: list[ClassRun] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -349,12 +366,22 @@ def specialise(
         runs.append(run)
         summaries += [Summary(c, tuple(int(members[i]) for i in s.images)) for s in found]
         reporter.info(f"  {run.name}: {run.kept} kept of {run.clusters} clusters on {run.images} images {run.note}")
-    svms = SummarySVMs(n_classes, C=C, seed=base.seed).fit(feats["train"], train.labels, summaries)
-    q = {name: normalise_scores(svms.class_scores(feats[name])) for name in ("validation", "test")}
     yv, yt = splits["validation"].labels, splits["test"].labels
-    choice = choose_weight(probs["validation"], q["validation"], yv, steps=steps)
+
+    def specialised(groups: list[Summary]):
+        svms = SummarySVMs(n_classes, C=C, seed=base.seed).fit(feats["train"], train.labels, groups)
+        q = {name: normalise_scores(svms.class_scores(feats[name])) for name in ("validation", "test")}
+        choice = choose_weight(probs["validation"], q["validation"], yv, steps=steps)
+        return choice, combine(probs["test"], q["test"], choice.weight).argmax(1), q["test"].argmax(1)
+
+    choice, after, svm_only = specialised(summaries)
+    # control: the same positives pooled into one SVM per class, i.e. without the split into summaries
+    pooled = [Summary(c, tuple(sorted({i for s in summaries if s.label == c for i in s.images})))
+              for c in sorted({s.label for s in summaries})]
+    c_choice, c_after, c_svm_only = specialised(pooled)
     before = probs["test"].argmax(1)
-    after = combine(probs["test"], q["test"], choice.weight).argmax(1)
+    fixed = int(((before != yt) & (after == yt)).sum())
+    broken = int(((before == yt) & (after != yt)).sum())
     return SpecialiseResult(
         label=ref.label, spec=ref.spec, feature_layer=f"{layer.name} ({layer.side})",
         feature_dim=int(feats["train"].shape[1]),
@@ -364,8 +391,10 @@ def specialise(
         weight=choice.weight,
         validation={"network": choice.accuracies[0], "chosen": choice.accuracy, "svm_only": choice.accuracies[-1]},
         test={"network": top1_accuracy(before, yt), "specialised": top1_accuracy(after, yt),
-              "svm_only": top1_accuracy(q["test"].argmax(1), yt)},
-        fixed=int(((before != yt) & (after == yt)).sum()), broken=int(((before == yt) & (after != yt)).sum()),
+              "svm_only": top1_accuracy(svm_only, yt)},
+        fixed=fixed, broken=broken, mcnemar_p=mcnemar_p(fixed, broken),
         weight_grid=list(choice.grid), validation_curve=list(choice.accuracies),
+        class_svms={"weight": c_choice.weight, "validation_chosen": c_choice.accuracy,
+                    "test_specialised": top1_accuracy(c_after, yt), "test_svm_only": top1_accuracy(c_svm_only, yt)},
         classes=runs, seconds=round(time.perf_counter() - start, 1),
     )

@@ -149,7 +149,20 @@ def choose_weight(p_net: np.ndarray, q_svm: np.ndarray, labels: np.ndarray, step
     if steps < 2:
         raise ValueError("choose_weight: steps must be at least 2")
     labels = np.asarray(labels)
-    grid = tuple(float(w) for w in np.linspace(0.0, 1.0, steps))
+    grid = tuple(round(float(w), 10) for w in np.linspace(0.0, 1.0, steps))
     accs = tuple(float((combine(p_net, q_svm, w).argmax(1) == labels).mean()) for w in grid)
     best = int(np.argmax(accs))  # first maximum: the smallest weight
     return WeightChoice(grid[best], grid, accs)
+
+
+def mcnemar_p(fixed: int, broken: int) -> float:
+    """Exact two-sided McNemar p-value of a change that fixed ``fixed`` and broke ``broken`` test images.
+
+    Under "no difference" each changed image is fixed or broken with probability 1/2, so the
+    p-value is the binomial test of ``fixed`` successes in ``fixed + broken`` trials; 1 when
+    nothing changed.
+    """
+    from scipy.stats import binomtest
+
+    n = int(fixed) + int(broken)
+    return float(binomtest(int(fixed), n, 0.5).pvalue) if n else 1.0
