@@ -51,9 +51,13 @@ def test_seeds_follow_the_quantiles():
 
 def test_seeds_with_ties_and_constant_maps():
     plateau = np.zeros((50, 50))
-    plateau[10:30, 10:30] = 1.0  # a crisp-like mask: 16 % of the pixels at the maximum
+    plateau[10:20, 10:20] = 1.0  # a crisp-like mask: 4 % of the pixels at the maximum, 0 elsewhere
     fg, bg = saliency_seeds(plateau)
-    assert fg.sum() == 400 and bg.sum() == 2500 - 400 and not (fg & bg).any()
+    assert fg.sum() == 100 and bg.sum() == 750 and not (fg & bg).any()
+    # the background is the 30 % of the tied zeros farthest from the salient square
+    yy, xx = np.mgrid[0:50, 0:50]
+    far = np.hypot(np.clip(xx, 10, 19) - xx, np.clip(yy, 10, 19) - yy)
+    assert far[bg].min() >= far[~bg & ~fg].max() - 1
     fg, bg = saliency_seeds(np.full((8, 8), 0.3))
     assert fg.all() and not bg.any()
     with pytest.raises(ValueError):

@@ -76,9 +76,11 @@ def test_oracle_maps_score_perfectly(parts_folder, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Pipeline, "saliency_masks", oracle(parts_folder, "box"))
     loc = evaluate_localisation(cfg, ["gradient", "crisp"], tmp_path)
-    for r in loc.rows():
-        assert r["grabcut_accuracy"] == 1.0 and r["grabcut_iou"] == pytest.approx(1.0)
+    for r, m in zip(loc.rows(), loc.methods):
         assert r["cam_iou"] == pytest.approx(1.0)
+        # the true box is all foreground seed, so GraphCut keeps it (the box is never smaller) and may add
+        # background of the colours inside it (a box-shaped map seeds the background colours as foreground too)
+        assert min(m.grabcut) > 0.3 and r["grabcut_iou"] > 0.5, m.grabcut
     assert loc.rows()[1]["threshold_iou"] == pytest.approx(1.0)  # crisp's regions cut at 0.5, unsmoothed
     assert np.mean(np.asarray(loc.whole_image) >= 0.5) < 1.0  # the whole image is not a free answer
 

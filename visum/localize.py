@@ -4,7 +4,7 @@ Pure functions on one image and its saliency map (same size, the model's view):
 
 1. *seeds* (:func:`saliency_seeds`): the pixels whose saliency is above the 95 % quantile
    of the map's saliency distribution are foreground, those below the 30 % quantile are
-   background, the rest is unknown;
+   background (ties broken away from the foreground), the rest is unknown;
 2. *GraphCut colour segmentation* (:func:`grabcut_segmentation`): a Gaussian mixture
    colour model (OpenCV's, 5 full-covariance components) is fitted to the foreground seeds
    and one to the background seeds, and one graph cut labels every pixel, with the seeds
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from visum.regions import binarize, connected_regions
 
@@ -60,25 +61,28 @@ class Localisation:
 def saliency_seeds(saliency: np.ndarray, fg_quantile: float = 0.95, bg_quantile: float = 0.30) -> tuple[np.ndarray, np.ndarray]:
     """Foreground and background seeds ``([H, W] bool, [H, W] bool)`` from ``saliency [H, W]``.
 
-    Foreground: ``s > q_fg``; background: ``s < q_bg``, ``q`` the quantiles of the map's own
-    values (Sec. 3.2: 95 % and 30 %). Ties are common in clipped or sparse maps (a crisp
-    mask is 1 on a plateau, a Grad-CAM map 0 on a third of the image); when a strict
-    inequality selects no pixel it is relaxed to ``>=`` (``<=``), and a pixel is never both.
-    A constant map gives foreground everywhere and no background.
+    Foreground: ``s > q_fg``, ``q_fg`` the ``fg_quantile`` of the map's own values (Sec. 3.2:
+    95 %); when no pixel is strictly above (a plateau at the maximum, as in a crisp mask),
+    the pixels at the maximum. Background: the ``bg_quantile`` (30 %) least salient pixels,
+    i.e. ``s < q_bg`` for a map without ties. Clipped and sparse maps tie at 0 over most of
+    the image (crisp, Grad-CAM); then the tied pixels farthest from the foreground seeds are
+    taken first, so the background never swallows the object around a small salient part.
+    A pixel is never both. A constant map gives foreground everywhere and no background.
     """
     s = np.asarray(saliency, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"saliency must be [H, W], got shape {s.shape}")
     if not 0.0 <= bg_quantile <= fg_quantile <= 1.0:
         raise ValueError(f"need 0 <= bg_quantile <= fg_quantile <= 1, got {bg_quantile} and {fg_quantile}")
-    q_fg, q_bg = np.quantile(s, [fg_quantile, bg_quantile])
+    q_fg = np.quantile(s, fg_quantile)
     fg = s > q_fg
     if not fg.any():
         fg = s >= q_fg
-    bg = s < q_bg
-    if not bg.any():
-        bg = (s <= q_bg) & ~fg
-    return fg, bg
+    distance = ndimage.distance_transform_edt(~fg)  # to the nearest foreground seed
+    order = np.lexsort((-distance.ravel(), s.ravel()))  # least salient first, then farthest first
+    bg = np.zeros(s.size, dtype=bool)
+    bg[order[: round(bg_quantile * s.size)]] = True
+    return fg, bg.reshape(s.shape) & ~fg
 
 
 def grabcut_segmentation(
