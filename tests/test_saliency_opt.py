@@ -274,3 +274,41 @@ def test_why_masks_start_at_one_half(bright_toy):
     half = optimise_mask(model, x[:1], target[:1], [Phase(100, 5.0, 500.0)], init=0.5)
     assert empty.max() < 0.05
     assert _iou(half, _box_mask()) > 0.5
+
+
+class _CentrePixel(torch.nn.Module):
+    """Two classes whose logits read one pixel of the red channel: the score depends on s there alone."""
+
+    def forward(self, x):
+        v = x[:, 0, 16, 16]
+        return torch.stack([v, -v], dim=1)
+
+
+@pytest.mark.parametrize("score_blur, moved", [(0.0, 1), (2.0, 81)])
+def test_score_blur_spreads_the_score_gradient(score_blur, moved):
+    """With ``score_blur`` the classifier sees g * s, so one Adam step moves the pixels near the one it reads.
+
+    Without it only that pixel has a score gradient (penalties off: l1 = l2 = 0, no jitter);
+    with a sigma = 2 blur (kernel radius 8) its 17 x 17 neighbourhood does, the inner 9 x 9
+    with a gradient large enough for Adam's first step to move it by the full step.
+    """
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 3, 33, 33, generator=g) * 4 - 2
+    phase = Phase(iterations=1, l1=0.0, l2=0.0, full_resolution=True, jitter=0, score_blur=score_blur)
+    s = optimise_mask(_CentrePixel().eval(), x, torch.tensor([0]), [phase], init=0.5, lr=0.1)
+    changed = (s - 0.5).abs() > 0.05
+    if score_blur == 0:
+        assert int(changed.sum()) == moved and bool(changed[0, 0, 16, 16])
+    else:
+        assert int(changed.sum()) >= moved and bool(changed[0, 0, 12:21, 12:21].all())
+
+
+def test_crisp_defaults_and_the_papers_numbers():
+    """visum's crisp schedule (docs/saliency.md) and the paper's literal one, selected by options."""
+    rough, crisp = Crisp(CrispOptions()).schedule()
+    assert (rough.l1, rough.l2, rough.l3, rough.full_resolution) == (1.0, 1.0, 0.0, False)
+    assert (crisp.l1, crisp.l2, crisp.l3, crisp.score_blur, crisp.full_resolution) == (0.01, 0.25, 2.0, 1.0, True)
+    paper = CrispOptions(rough_l1=0.01, rough_l2=1e-4, crisp_l2=1.0, crisp_score_blur=0.0)
+    rough, crisp = Crisp(paper).schedule()
+    assert (rough.iterations, rough.l1, rough.l2) == (300, 0.01, 1e-4)
+    assert (crisp.iterations, crisp.l1, crisp.l2, crisp.l3, crisp.score_blur) == (150, 0.01, 1.0, 2.0, 0.0)

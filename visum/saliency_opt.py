@@ -72,7 +72,11 @@ class Phase:
     blurred, upsampled low-resolution grid; ``jitter`` is the largest random shift (pixels)
     of the mask at each step, ``None`` for :func:`optimise_mask`'s ``jitter``; ``blur`` (full
     resolution only) is a Gaussian blur in pixels applied to the parameters to make ``s``, so
-    that pixel-level speckle turns into grey that the binarisation penalty charges for.
+    that pixel-level speckle turns into grey that the binarisation penalty charges for;
+    ``score_blur`` is a Gaussian blur (pixels) of the mask *as the classifier sees it*
+    (``Phi(x; g * s)``) while the penalties see ``s`` itself: the score's gradient is then
+    smooth across neighbouring pixels, so it cannot reward pixel-level dithering, and the
+    binarisation penalty alone decides each pixel.
     """
 
     iterations: int
@@ -83,6 +87,7 @@ class Phase:
     full_resolution: bool = False
     jitter: int | None = None
     blur: float = 0.0
+    score_blur: float = 0.0
 
 
 def area_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -260,7 +265,8 @@ def optimise_mask(
             opt = torch.optim.Adam([param], lr=lr)
         for step in range(phase.iterations):
             s = to_mask(param, full, phase.blur)
-            s_shifted = shift_masks(s, offsets[:, step], shift)
+            seen = gaussian_blur(s, phase.score_blur) if phase.score_blur > 0 else s
+            s_shifted = shift_masks(seen, offsets[:, step], shift)
             # channels-last input: oneDNN's convolutions run ~30% faster on it (EfficientNet, CPU)
             inp = perturb(stack, s_shifted).contiguous(memory_format=torch.channels_last)
             score = target_probability(model, inp, target)

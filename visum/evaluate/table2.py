@@ -51,6 +51,7 @@ class MethodScores:
             "method": self.method, "n": len(self.drops),
             "drop_mean": stat(self.drops, np.mean), "drop_var": stat(self.drops, np.var),
             "area_mean": stat(self.areas, np.mean), "binary_mean": stat(self.binary, np.mean),
+            "binary_min": stat(self.binary, np.min),
             "deletion_auc": stat(self.deletion_auc, np.mean), "insertion_auc": stat(self.insertion_auc, np.mean),
         }
 
@@ -72,13 +73,13 @@ class DeletionReport:
         lines = [
             f"model `{self.model}`, {len(self.images)} images, thresholded methods at the area of `{self.reference}`",
             "",
-            "| method | % drop (var) | mask area | binary pixels | deletion AUC ↓ | insertion AUC ↑ |",
+            "| method | % drop (var) | mask area | binary pixels, mean (min) | deletion AUC ↓ | insertion AUC ↑ |",
             "|---|---|---|---|---|---|",
         ]
         for r in self.rows():
             lines.append(
                 f"| {r['method']} | {100 * r['drop_mean']:.2f} ({r['drop_var']:.3g}) | {100 * r['area_mean']:.1f}% | "
-                f"{100 * r['binary_mean']:.1f}% | {r['deletion_auc']:.3f} | {r['insertion_auc']:.3f} |"
+                f"{100 * r['binary_mean']:.1f}% ({100 * r['binary_min']:.1f}%) | {r['deletion_auc']:.3f} | {r['insertion_auc']:.3f} |"
             )
         return "\n".join(lines) + "\n"
 
