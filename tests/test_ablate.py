@@ -14,7 +14,7 @@ from visum.ablate import (
     write_tables,
 )
 from visum.cli import main
-from visum.config import RunConfig, make_config
+from visum.config import make_config
 from visum.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def test_parse_vary():
 
 
 def test_one_change_at_a_time_and_the_base_once():
-    base = make_config({"saliency": "crisp", "matcher": "proposal-flow"})
+    base = make_config({"saliency": "crisp", "matcher": "proposal-flow", "clusterer": "ap"})  # the paper's pipeline
     variants = plan_variants(base, [("saliency", ["gradient", "iebb", "crisp"]), ("matcher", ["hog", "proposal-flow"]),
                                     ("clusterer", ["ap", "agglomerative"])])
     assert [v.name for v in variants] == ["base", "saliency=gradient", "saliency=iebb", "matcher=hog",
@@ -39,7 +39,8 @@ def test_one_change_at_a_time_and_the_base_once():
 
 
 def test_grid_has_every_combination():
-    variants = plan_variants(RunConfig(), [("saliency", ["gradient", "crisp"]), ("clusterer", ["ap", "hdbscan", "spectral"])],
+    variants = plan_variants(make_config({"clusterer": "ap"}),
+                             [("saliency", ["gradient", "crisp"]), ("clusterer", ["ap", "hdbscan", "spectral"])],
                              grid=True)
     combos = {(v.config.saliency, v.config.clusterer) for v in variants}
     assert len(variants) == 6 and len(combos) == 6 and variants[0].name == "base"
@@ -54,7 +55,7 @@ def test_an_option_equal_to_the_component_default_is_the_base():
 
 
 def test_changing_a_component_drops_the_base_options_of_its_kind():
-    base = make_config({"options": {"clusterer": {"preference_quantile": 0.3}, "scorer": {"ratio": 0.8}}})
+    base = make_config({"clusterer": "ap", "options": {"clusterer": {"preference_quantile": 0.3}, "scorer": {"ratio": 0.8}}})
     cfg = apply_changes(base, [("clusterer", "hdbscan")])
     assert cfg.clusterer == "hdbscan" and "clusterer" not in cfg.options and cfg.options["scorer"] == {"ratio": 0.8}
     assert apply_changes(base, [("clusterer", "ap")]).options["clusterer"] == {"preference_quantile": 0.3}
@@ -69,7 +70,7 @@ def test_changing_a_component_drops_the_base_options_of_its_kind():
 
 
 def test_ablation_reuses_the_cache_and_scores_every_variant(parts_folder, tmp_path):
-    base = make_config({"images": str(parts_folder), "workers": 1})
+    base = make_config({"images": str(parts_folder), "workers": 1, "clusterer": "ap"})
     variants = plan_variants(base, [("clusterer", ["ap", "hdbscan"]), ("matcher", ["proposal-flow"])])
     cache = tmp_path / "cache"
     rows = run_ablation(variants, tmp_path / "abl", cache_root=cache, score_settings={"draws": 50})
@@ -107,7 +108,7 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(parts_folder, tm
 
 
 def test_ablate_command(parts_folder, tmp_path, capsys):
-    code = main(["ablate", "--images", str(parts_folder), "--workers", "1", "--vary", "clusterer=ap,spectral",
+    code = main(["ablate", "--images", str(parts_folder), "--workers", "1", "--clusterer", "ap", "--vary", "clusterer=ap,spectral",
                  "--out", str(tmp_path / "abl"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0

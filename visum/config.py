@@ -73,7 +73,7 @@ class RunConfig(_Section):
     saliency: str = "gradient"
     proposer: str = "selective-search"
     matcher: str = "hog"
-    clusterer: str = "ap"
+    clusterer: str = "hdbscan"
     scorer: str = "ssim"
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Component options by kind.")
     regions: RegionsConfig = Field(default_factory=RegionsConfig)
