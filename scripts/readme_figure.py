@@ -2,8 +2,9 @@
 
     python scripts/readme_figure.py [RUN_DIR]
 
-Without RUN_DIR it first runs `visum run --saliency crisp --matcher proposal-flow` (the
-paper's crisp masks and proposal flow, everything else default) into a temporary folder.
+Without RUN_DIR it first runs `visum run --saliency crisp --matcher proposal-flow --clusterer ap`
+(the paper's crisp masks, proposal flow and affinity propagation, everything else default) into a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def main() -> None:
         from visum.cli import main as visum
 
         run = Path(tempfile.mkdtemp()) / "run"
-        assert visum(["run", "--saliency", "crisp", "--matcher", "proposal-flow", "--out", str(run), "--quiet"]) == 0
+        assert visum(["run", "--saliency", "crisp", "--matcher", "proposal-flow", "--clusterer", "ap",
+                      "--out", str(run), "--quiet"]) == 0
     manifest = Manifest.model_validate_json((run / "manifest.json").read_text())
     kept = manifest.kept_summaries
     rows = [np.asarray(Image.open(run / s.image).convert("RGB")) for s in kept[:4]]
