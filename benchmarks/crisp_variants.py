@@ -31,12 +31,13 @@ def photos(n: int):
 
 
 def drops(module, x, t, s) -> np.ndarray:
-    from visum.perturb import blur_stack, perturb
+    """Relative drop of the target's probability under ``Phi(x; s)``, 16 blur levels."""
+    from visum.evaluate.deletion import perturbed_probabilities, relative_drop
 
     with torch.no_grad():
         p0 = torch.softmax(module(x), 1).gather(1, t.view(-1, 1)).squeeze(1)
-        p1 = torch.softmax(module(perturb(blur_stack(x, levels=16), s)), 1).gather(1, t.view(-1, 1)).squeeze(1)
-    return ((p0 - p1) / p0).numpy()
+        p1 = perturbed_probabilities(module, x, s, t, levels=16)
+    return relative_drop(p0.numpy(), p1.numpy())
 
 
 def main() -> None:

@@ -35,16 +35,6 @@ from visum_plugins.saliency.gradient import normalise_by_quantile
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two OpenMP threads stall each other
-    (EfficientNet-Lite0's forward+backward went from 0.04 s to seconds); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # cheap options for the tiny models; the defaults are exercised on EfficientNet-Lite0
 FAST = {
     "integrated-gradients": lambda: IntegratedGradientsSaliency(IntegratedGradientsOptions(n_steps=8)),

@@ -13,10 +13,9 @@ from visum.classviz import (
     stretch_contrast,
     to_display,
 )
-from visum.cli import main
+from conftest import run_cli
 from visum.models.loading import load_model
 
-torch.set_num_threads(1)
 
 LINEAR_FACTORY = """
 import torch
@@ -38,12 +37,6 @@ class Linear(torch.nn.Module):
 def make():
     return Linear()
 """
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

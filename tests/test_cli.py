@@ -11,13 +11,7 @@ import pytest
 from visum.cli import main
 from visum.manifest import Manifest
 
-from conftest import foolbox_images
-
-
-def run_cli(capsys, *args):
-    code = main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import foolbox_images, run_cli
 
 
 def load_manifest(folder: Path) -> Manifest:

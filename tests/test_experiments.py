@@ -28,7 +28,6 @@ from visum.experiments.specialise import (
     training_set,
 )
 
-torch.set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------- Sec. 4.3 maths

@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from visum.cli import main
+from conftest import run_cli
 from visum.data.parts import load_ground_truth
 from visum.localize import (
     box_iou,
@@ -19,13 +18,6 @@ from visum.localize import (
     threshold_localisation,
 )
 
-torch.set_num_threads(1)
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def scene(seed=0):

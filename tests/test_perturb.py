@@ -19,14 +19,6 @@ from visum.perturb import (
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids paying OpenMP synchronisation on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def _photo(size: int = 64, batch: int = 2) -> torch.Tensor:
     """Crops of a real photo (natural image statistics), normalised as a model would see them."""
     img = data.chelsea().astype(np.float32) / 255.0  # [300, 451, 3]

@@ -4,22 +4,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from visum.cli import main
+from conftest import run_cli
 from visum.config import RunConfig
 from visum.data.parts import load_ground_truth
 from visum.evaluate.localisation import evaluate_localisation
 from visum.evaluate.pointing import box_mask, evaluate_pointing, grow, pointing_hit
 from visum.pipeline import Pipeline
 
-torch.set_num_threads(1)
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_pointing_hit_counts_ties():

@@ -26,14 +26,6 @@ from visum_plugins.saliency.crisp import Crisp, CrispOptions
 from visum_plugins.saliency.iebb import IEBB, IEBBOptions
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids paying OpenMP synchronisation on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SIZE = 64
 BOX = (24, 40, 16, 32)  # rows 24..39, columns 16..31: 2 x 2 cells of the 8-pixel mask grid
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -15,10 +16,23 @@ _MODEL_HELP = ("parts (the shipped CNN), parts:RECIPE (a parts CNN trained once 
                "visum.experiments.models.RECIPES), or SPEC[=WEIGHTS] as for `visum run --model/--weights`; repeatable.")
 
 
+# the pipeline flags both experiments share
+Saliency = Annotated[str | None, typer.Option("--saliency", help="Saliency plugin (default gradient).")]
+Proposer = Annotated[str | None, typer.Option("--proposer", help="Proposal plugin (default selective-search).")]
+Matcher = Annotated[str | None, typer.Option("--matcher", help="Matcher plugin (default hog).")]
+Clusterer = Annotated[str | None, typer.Option("--clusterer", help="Clustering plugin (default hdbscan, as visum run).")]
+Scorer = Annotated[str | None, typer.Option("--scorer", help="Scoring plugin (default ssim).")]
+Opts = Annotated[list[str] | None, typer.Option("--opt", help="Plugin option KIND.KEY=VALUE, repeatable.")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Processes for all-pairs matching.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size")]
+Device = Annotated[str | None, typer.Option("--device")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
 def _base_config(saliency, proposer, matcher, clusterer, scorer, opt, seed, workers, batch_size, device):
     flags = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
              "scorer": scorer, "seed": seed, "workers": workers, "batch_size": batch_size, "device": device}
-    return _config_from_flags(None, flags, opt)
+    return _config_from_flags(None, flags, opt or [])
 
 
 @experiment_app.command("summaries-vs-accuracy")
@@ -30,21 +44,21 @@ def summaries_vs_accuracy_cmd(
     images_per_class: int = typer.Option(30, "--images-per-class", min=2, help="Correctly classified images each class is explained on."),
     pool_per_class: int = typer.Option(240, "--pool-per-class", min=2, help="Parts: fresh images per class to pick them from."),
     held_out_per_class: int = typer.Option(200, "--held-out-per-class", min=1, help="Parts: held-out images per class (seed 999)."),
-    saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (default gradient)."),
-    proposer: str | None = typer.Option(None, "--proposer", help="Proposal plugin (default selective-search)."),
-    matcher: str | None = typer.Option(None, "--matcher", help="Matcher plugin (default hog)."),
-    clusterer: str | None = typer.Option(None, "--clusterer", help="Clustering plugin (default hdbscan, as visum run)."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Scoring plugin (default ssim)."),
-    opt: list[str] = typer.Option([], "--opt", help="Plugin option KIND.KEY=VALUE, repeatable."),
+    saliency: Saliency = None,
+    proposer: Proposer = None,
+    matcher: Matcher = None,
+    clusterer: Clusterer = None,
+    scorer: Scorer = None,
+    opt: Opts = None,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline and of the images drawn."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes (part of their cache key)."),
-    workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    device: str | None = typer.Option(None, "--device"),
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    device: Device = None,
     out: Path = typer.Option(Path("visum-out/summaries-vs-accuracy"), "--out", help="Folder for the table, JSON, figure and the pipeline runs."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained recipes stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: Quiet = False,
 ) -> None:
     """Sec. 4.3 / Table 3: held-out accuracy and mean kept summaries per class of several models, Spearman's rho."""
     from visum.cache import Cache
@@ -79,21 +93,21 @@ def specialise_cmd(
     test_per_class: int = typer.Option(400, "--test-per-class", min=1, help="Parts: images per class for the reported accuracy."),
     svm_c: float = typer.Option(1.0, "--svm-c", min=0.0, help="C of every linear SVM."),
     steps: int = typer.Option(21, "--steps", min=2, help="Grid of lambda in [0, 1]."),
-    saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (default gradient)."),
-    proposer: str | None = typer.Option(None, "--proposer", help="Proposal plugin (default selective-search)."),
-    matcher: str | None = typer.Option(None, "--matcher", help="Matcher plugin (default hog)."),
-    clusterer: str | None = typer.Option(None, "--clusterer", help="Clustering plugin (default hdbscan, as visum run)."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Scoring plugin (default ssim)."),
-    opt: list[str] = typer.Option([], "--opt", help="Plugin option KIND.KEY=VALUE, repeatable."),
+    saliency: Saliency = None,
+    proposer: Proposer = None,
+    matcher: Matcher = None,
+    clusterer: Clusterer = None,
+    scorer: Scorer = None,
+    opt: Opts = None,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline, the images/splits and the SVMs."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes."),
-    workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    device: str | None = typer.Option(None, "--device"),
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    device: Device = None,
     out: Path = typer.Option(Path("visum-out/specialise"), "--out", help="Folder for the table, JSON and the pipeline runs."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained recipes stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: Quiet = False,
 ) -> None:
     """Sec. 4.4: a linear SVM per summary, combined with the softmax; accuracy before and after on held-out images."""
     from dataclasses import asdict
