@@ -295,11 +295,48 @@ def test_score_blur_spreads_the_score_gradient(score_blur, moved):
         assert int(changed.sum()) >= moved and bool(changed[0, 0, 12:21, 12:21].all())
 
 
+class _ScoreThatSaturates(torch.nn.Module):
+    """For its first ``burst`` calls the target's logit has a large gradient in a random direction
+    (the noisy score gradient of a jittered mask on a real network), then it is constant: the
+    target's probability has saturated and the score no longer moves any pixel.
+    """
+
+    def __init__(self, burst: int, scale: float) -> None:
+        super().__init__()
+        self.burst, self.scale, self.calls = burst, scale, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > self.burst:
+            logit = -20.0 + 0.0 * x.flatten(1).sum(1)
+        else:
+            g = torch.Generator().manual_seed(self.calls)
+            direction = torch.randint(0, 2, x.shape[1:], generator=g).float() * 2 - 1
+            v = (x * direction).flatten(1).mean(1)
+            logit = self.scale * (v - v.detach())
+        return torch.stack([torch.zeros_like(logit), logit], dim=1)
+
+
+@pytest.mark.parametrize("adam_beta2, binary_at_least, binary_below", [(0.9, 0.999, 1.01), (0.999, 0.0, 0.95)])
+def test_grey_pixels_settle_once_the_score_saturates(adam_beta2, binary_at_least, binary_below):
+    """After 40 steps of large score gradients, 110 steps of the binarisation penalty alone.
+
+    With Adam's usual beta2 = 0.999 the step size still remembers the large gradients and the
+    pixels freeze grey (the failure seen on the ImageNet photos, docs/saliency.md); with the
+    crisp phase's beta2 = 0.9 it forgets them in ~10 steps and the penalty makes s binary.
+    """
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    phase = Phase(iterations=150, l1=0.0, l2=0.0, l3=2.0, full_resolution=True, jitter=0, adam_beta2=adam_beta2)
+    s = optimise_mask(_ScoreThatSaturates(burst=40, scale=100.0).eval(), x, torch.tensor([1]), [phase], init=0.5)
+    assert binary_at_least <= _binariness(s) < binary_below
+
+
 def test_crisp_defaults_and_the_papers_numbers():
     """visum's crisp schedule (docs/saliency.md) and the paper's literal one, selected by options."""
     rough, crisp = Crisp(CrispOptions()).schedule()
     assert (rough.l1, rough.l2, rough.l3, rough.full_resolution) == (1.0, 1.0, 0.0, False)
     assert (crisp.l1, crisp.l2, crisp.l3, crisp.score_blur, crisp.full_resolution) == (0.01, 0.25, 2.0, 1.0, True)
+    assert (rough.adam_beta2, crisp.adam_beta2) == (0.999, 0.9)
     paper = CrispOptions(rough_l1=0.01, rough_l2=1e-4, crisp_l2=1.0, crisp_score_blur=0.0)
     rough, crisp = Crisp(paper).schedule()
     assert (rough.iterations, rough.l1, rough.l2) == (300, 0.01, 1e-4)

@@ -76,7 +76,16 @@ class Phase:
     ``score_blur`` is a Gaussian blur (pixels) of the mask *as the classifier sees it*
     (``Phi(x; g * s)``) while the penalties see ``s`` itself: the score's gradient is then
     smooth across neighbouring pixels, so it cannot reward pixel-level dithering, and the
-    binarisation penalty alone decides each pixel.
+    binarisation penalty alone decides each pixel; ``adam_beta2`` is the decay of Adam's
+    running mean of squared gradients, which sets each pixel's step size (see below).
+
+    Why ``adam_beta2`` is a phase's business: Adam divides each coordinate's gradient by the
+    root of that running mean, which with PyTorch's ``0.999`` remembers ~1000 steps. In a
+    phase that ends with the target's score saturated at 0 the score's gradient vanishes, and
+    what is left to move a grey pixel is the penalties' gradient, thousands of times smaller
+    than the score's gradients the running mean still remembers: the pixel freezes wherever it
+    was, grey. ``0.9`` (~10 steps of memory) lets the step size follow the gradient that acts
+    *now*, so the binarisation penalty settles the pixels the score no longer cares about.
     """
 
     iterations: int
@@ -88,6 +97,7 @@ class Phase:
     jitter: int | None = None
     blur: float = 0.0
     score_blur: float = 0.0
+    adam_beta2: float = 0.999
 
 
 def area_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -220,7 +230,8 @@ def optimise_mask(
     * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``).
 
     A full-resolution phase starts from the previous phase's mask with a new Adam; a
-    low-resolution phase after another one keeps the parameters and Adam's moments.
+    low-resolution phase after another one keeps the parameters and Adam's moments (with the
+    new phase's ``adam_beta2``).
     The returned mask is detached, float32, on ``x``'s device.
     """
     if x.ndim != 4:
@@ -254,7 +265,7 @@ def optimise_mask(
             full = phase.full_resolution
             shape = (b, 1, h, w) if full else (b, 1, *grid)
             param = torch.full(shape, float(init), dtype=torch.float32, device=x.device, requires_grad=True)
-            opt = torch.optim.Adam([param], lr=lr)
+            opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
         elif phase.full_resolution != full:
             if full:
                 raise ValueError("a low-resolution phase cannot follow a full-resolution one")
@@ -262,7 +273,9 @@ def optimise_mask(
                 start = to_mask(param, False).clamp(0, 1)
             full = True
             param = start.clone().requires_grad_(True)
-            opt = torch.optim.Adam([param], lr=lr)
+            opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+        else:
+            opt.param_groups[0]["betas"] = (0.9, phase.adam_beta2)
         for step in range(phase.iterations):
             s = to_mask(param, full, phase.blur)
             seen = gaussian_blur(s, phase.score_blur) if phase.score_blur > 0 else s
