@@ -162,6 +162,14 @@ def test_upsampling_matrices_equal_blur_then_bilinear():
     assert ref.min() >= 0 and ref.max() <= 1
 
 
+def test_square_upsampling_matrices_are_the_gaussian_blur():
+    """``optimise_mask`` blurs full-resolution masks as ``B_h @ s @ B_w^T`` (faster than the convolutions)."""
+    s = torch.rand(2, 1, 30, 41, generator=torch.Generator().manual_seed(1))
+    fast = upsampling_matrix(30, 30, 1.0) @ s @ upsampling_matrix(41, 41, 1.0).T
+    assert torch.allclose(fast, gaussian_blur(s, 1.0), atol=1e-6)
+    assert not torch.allclose(fast, s, atol=1e-2)
+
+
 def test_shift_masks_moves_each_mask_by_its_offset():
     s = torch.zeros(2, 1, 6, 6)
     s[:, :, 2, 2] = 1.0

@@ -153,7 +153,8 @@ def upsampling_matrix(n_in: int, n_out: int, blur_sigma: float) -> torch.Tensor:
     columns separately, so ``upsample_mask(m) = A_h @ m @ A_w^T`` with
     ``A_h = upsampling_matrix(h, H, sigma)``, ``A_w = upsampling_matrix(w, W, sigma)``: two
     small matrix products per step instead of padded convolutions and an interpolation
-    (which cost more in fixed overhead than in arithmetic at these sizes).
+    (which cost more in fixed overhead than in arithmetic at these sizes). With
+    ``n_out = n_in`` it is the blur alone: ``gaussian_blur(s, sigma) = B_h @ s @ B_w^T``.
     """
     basis = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
     cols = upsample_mask(basis, (n_out, 1), blur_sigma)  # [n_in, 1, n_out, 1]
@@ -250,9 +251,20 @@ def optimise_mask(
     a_h = upsampling_matrix(grid[0], h, mask_blur / downsample).to(x.device)
     a_w = upsampling_matrix(grid[1], w, mask_blur / downsample).to(x.device)
 
+    blur_matrices: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def blurred(s: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``gaussian_blur(s, sigma)`` as ``B_h @ s @ B_w^T``: ~8x faster than its 1-channel convolutions on a CPU."""
+        if sigma <= 0:
+            return s
+        if sigma not in blur_matrices:
+            blur_matrices[sigma] = tuple(upsampling_matrix(n, n, sigma).to(x.device) for n in (h, w))
+        b_h, b_w = blur_matrices[sigma]
+        return b_h @ s @ b_w.T
+
     def to_mask(param: torch.Tensor, full: bool, blur: float = 0.0) -> torch.Tensor:
         if full:
-            return gaussian_blur(param, blur) if blur > 0 else param
+            return blurred(param, blur)
         return a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / downsample)
 
     param: torch.Tensor | None = None
@@ -278,7 +290,7 @@ def optimise_mask(
             opt.param_groups[0]["betas"] = (0.9, phase.adam_beta2)
         for step in range(phase.iterations):
             s = to_mask(param, full, phase.blur)
-            seen = gaussian_blur(s, phase.score_blur) if phase.score_blur > 0 else s
+            seen = blurred(s, phase.score_blur)
             s_shifted = shift_masks(seen, offsets[:, step], shift)
             # channels-last input: oneDNN's convolutions run ~30% faster on it (EfficientNet, CPU)
             inp = perturb(stack, s_shifted).contiguous(memory_format=torch.channels_last)
