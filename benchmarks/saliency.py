@@ -79,8 +79,11 @@ def run_floor(module, x, target, iterations):
 
 
 def run_torchray(module, x, target, iterations):
+    import warnings
+
     from torchray.attribution.extremal_perturbation import extremal_perturbation
 
+    warnings.filterwarnings("ignore", message="torch.meshgrid")  # TorchRay's, not ours
     t0 = time.perf_counter()
     for k in range(x.shape[0]):
         extremal_perturbation(module, x[k : k + 1], int(target[k]), areas=[0.1], max_iter=iterations)
