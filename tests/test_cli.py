@@ -223,6 +223,52 @@ def test_masks_command_writes_png_and_npy_for_every_image(parts_folder, tmp_path
     assert "unknown saliency plugin 'nope'" in msg
 
 
+def test_killed_masks_command_recomputes_only_the_missing_masks(parts_folder, tmp_path, capsys, monkeypatch):
+    """SIGKILL `visum masks` once a few masks are cached; the rerun computes only the others."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import visum_plugins.saliency.iebb as iebb
+
+    cache, out = tmp_path / "cache", tmp_path / "m"
+    args = ["masks", "--saliency", "iebb", "--images", str(parts_folder), "--out", str(out),
+            "--cache-dir", str(cache), "--batch-size", "1", "--quiet"]
+
+    def cached() -> int:
+        # finished entries only: a write killed mid-way leaves a `.tmp-*` file, never a `<key>.pkl`
+        return sum(not p.name.startswith(".tmp-") for p in (cache / "saliency").glob("*/*.pkl"))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "visum.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while cached() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = cached()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    assert 3 <= done < 8, done  # killed half-way, with finished masks on disk
+    assert not (out / "manifest.json").exists()
+
+    calls = []
+    real_explain = iebb.IEBB.explain
+
+    def counting(self, model, x, target):
+        calls.append(x.shape[0])
+        return real_explain(self, model, x, target)
+
+    monkeypatch.setattr(iebb.IEBB, "explain", counting)
+    code, out_text, err = run_cli(capsys, *args[:-1])
+    assert code == 0, err
+    assert sum(calls) == 8 - done  # only the missing masks
+    assert f"cache: {done} hits, {8 - done} misses" in err  # the reporter writes to stderr
+    assert len(load_manifest(out).images) == 8 and cached() == 8
+
+
 @pytest.mark.parametrize("proposer", ["edge-boxes", "selective-search"])
 def test_proposal_flow_end_to_end_on_parts_and_real_photos(proposer, parts_folder, tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", "--images", parts_folder, "--matcher", "proposal-flow",
