@@ -82,18 +82,24 @@ def test_same_config_and_seed_give_the_same_manifest_from_the_cache(default_run,
     assert first == second
 
 
-def test_interrupted_run_resumes_without_recomputing_masks(parts_folder, tmp_path, capsys, monkeypatch):
-    import visum.pipeline as pipeline
-    import visum_plugins.saliency.gradient as gradient
-
-    calls = []
-    real_explain = gradient.Gradient.explain
+def count_explained_images(monkeypatch, plugin_cls) -> list[int]:
+    """Wrap ``plugin_cls.explain``; the returned list collects each call's batch size."""
+    calls: list[int] = []
+    real_explain = plugin_cls.explain
 
     def counting(self, model, x, target):
         calls.append(x.shape[0])
         return real_explain(self, model, x, target)
 
-    monkeypatch.setattr(gradient.Gradient, "explain", counting)
+    monkeypatch.setattr(plugin_cls, "explain", counting)
+    return calls
+
+
+def test_interrupted_run_resumes_without_recomputing_masks(parts_folder, tmp_path, capsys, monkeypatch):
+    import visum.pipeline as pipeline
+    import visum_plugins.saliency.gradient as gradient
+
+    calls = count_explained_images(monkeypatch, gradient.Gradient)
 
     def crash(self, *args):
         raise KeyboardInterrupt
@@ -254,14 +260,7 @@ def test_killed_masks_command_recomputes_only_the_missing_masks(parts_folder, tm
     assert 3 <= done < 8, done  # killed half-way, with finished masks on disk
     assert not (out / "manifest.json").exists()
 
-    calls = []
-    real_explain = iebb.IEBB.explain
-
-    def counting(self, model, x, target):
-        calls.append(x.shape[0])
-        return real_explain(self, model, x, target)
-
-    monkeypatch.setattr(iebb.IEBB, "explain", counting)
+    calls = count_explained_images(monkeypatch, iebb.IEBB)
     code, out_text, err = run_cli(capsys, *args[:-1])
     assert code == 0, err
     assert sum(calls) == 8 - done  # only the missing masks
