@@ -248,20 +248,22 @@ def test_killed_masks_command_recomputes_only_the_missing_masks(parts_folder, tm
         return sum(not p.name.startswith(".tmp-") for p in (cache / "saliency").glob("*/*.pkl"))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "visum.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "killed.log"  # a file, not a pipe nobody drains while the child runs
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "visum.cli", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 300
     while cached() < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = cached()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    assert proc.returncode == -signal.SIGKILL, log.read_text()
     assert 3 <= done < 8, done  # killed half-way, with finished masks on disk
     assert not (out / "manifest.json").exists()
 
     calls = count_explained_images(monkeypatch, iebb.IEBB)
-    code, out_text, err = run_cli(capsys, *args[:-1])
+    code, _, err = run_cli(capsys, *args[:-1])
     assert code == 0, err
     assert sum(calls) == 8 - done  # only the missing masks
     assert f"cache: {done} hits, {8 - done} misses" in err  # the reporter writes to stderr
