@@ -32,12 +32,12 @@ from skimage import data  # noqa: E402
 
 from visum.models.loading import load_model  # noqa: E402
 from visum_plugins.saliency.captum_baselines import (  # noqa: E402
-    GradCAMSaliency,
     GuidedBackpropSaliency,
     IntegratedGradientsSaliency,
     OcclusionSaliency,
     SmoothGradSaliency,
 )
+from visum_plugins.saliency.gradcam import GradCAMSaliency  # noqa: E402
 
 METHODS = [IntegratedGradientsSaliency, GradCAMSaliency, OcclusionSaliency, GuidedBackpropSaliency, SmoothGradSaliency]
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,6 @@ from pydantic import ValidationError
 
 from visum.components import SaliencyMethod
 from visum_plugins.saliency.captum_baselines import (
-    GradCAMOptions,
-    GradCAMSaliency,
     GuidedBackpropReLU6,
     GuidedBackpropSaliency,
     IntegratedGradientsOptions,
@@ -28,9 +26,9 @@ from visum_plugins.saliency.captum_baselines import (
     SmoothGradOptions,
     SmoothGradSaliency,
     blurred_baseline,
-    last_conv_layer,
     occlusion_window,
 )
+from visum_plugins.saliency.gradcam import GradCAMOptions, GradCAMSaliency, last_conv_layer
 from visum_plugins.saliency.gradient import normalise_by_quantile
 
 
@@ -123,7 +121,7 @@ def test_registered_in_the_catalogue():
         entries = {e["name"]: e for e in tomllib.load(f)["plugin"]}
     for cls in ALL:
         assert entries[cls.name]["kind"] == "saliency"
-        assert entries[cls.name]["module"] == "visum_plugins.saliency.captum_baselines"
+        assert entries[cls.name]["module"] == cls.__module__
 
     from visum.plugins import build_catalogue
 
@@ -293,7 +291,7 @@ def test_gradcam_layer_is_the_last_conv_that_runs_and_follows_batchnorm():
 def test_gradcam_errors_are_clear():
     no_conv = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
     x = torch.randn(2, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"no nn\.Conv2d layer.*layer="):
+    with pytest.raises(ValueError, match=r"no convolution or transformer token layer.*layer="):
         GradCAMSaliency().explain(no_conv, x, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"no module named 'conv3'.*conv2"):
         GradCAMSaliency(GradCAMOptions(layer="conv3")).explain(_PatchModel(), torch.randn(1, 3, H, W), [0])

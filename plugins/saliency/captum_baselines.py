@@ -1,20 +1,19 @@
-"""Five classic attribution methods from Captum, as visum saliency plugins.
+"""Four classic attribution methods from Captum, as visum saliency plugins (Grad-CAM, which
+needs a layer and token grids for vision transformers, is :mod:`visum_plugins.saliency.gradcam`).
 
 ==================== ====================================== =========== ========= ==========
 plugin               Captum class                           sign        channels  resolution
 ==================== ====================================== =========== ========= ==========
 integrated-gradients ``IntegratedGradients``                 positive    sum       pixel
-gradcam              ``LayerGradCam`` (last ``nn.Conv2d``)   ReLU        (n/a)     feature map
 occlusion            ``Occlusion``                           positive    (shared)  window
 guided-backprop      ``GuidedBackprop`` (+ ``nn.ReLU6``)      absolute    max       pixel
 smoothgrad           ``NoiseTunnel(Saliency)``               absolute    max       pixel
 ==================== ====================================== =========== ========= ==========
 
-Every method turns a Captum attribution ``a`` (``[B, 3, H, W]``, or ``[B, 1, h, w]`` for
-Grad-CAM) into a visum mask ``s [B, 1, H, W]`` in ``[0, 1]`` in three steps:
+Every method turns a Captum attribution ``a`` (``[B, 3, H, W]``) into a visum mask ``s [B, 1, H, W]`` in ``[0, 1]`` in three steps:
 
 1. **sign** — *positive part* for the methods whose attribution is a signed contribution to
-   the class score relative to a reference (integrated gradients, occlusion, Grad-CAM): a
+   the class score relative to a reference (integrated gradients, occlusion): a
    positive value means "replacing this by the reference lowers the score", which is what
    visum's ``s = 1`` means (the perturbation deletes evidence). *Absolute value* for the
    gradient-like maps (guided backprop, SmoothGrad): their sign depends on the colour of the
@@ -24,20 +23,10 @@ Grad-CAM) into a visum mask ``s [B, 1, H, W]`` in ``[0, 1]`` in three steps:
    its attributions are additive (completeness: they sum to ``S_c(x) - S_c(baseline)``), so a
    pixel's contribution is the sum of its channels'. *Max* of the magnitudes for guided
    backprop and SmoothGrad, the convention of the ``gradient`` plugin (Simonyan et al. 2013).
-   Occlusion windows span all three channels, so the channels are equal and one is taken;
-   Grad-CAM's map has one channel already.
+   Occlusion windows span all three channels, so the channels are equal and one is taken.
 3. **normalisation** — each map is divided by a high quantile of its own values (option
    ``normalise_quantile``, default 0.995) and clipped to ``[0, 1]``, exactly as ``gradient``
    does (:func:`visum_plugins.saliency.gradient.normalise_by_quantile`).
-
-Grad-CAM's layer
-----------------
-By default Grad-CAM explains the last ``nn.Conv2d`` that the forward pass runs (found with
-one extra forward pass of the first image; see :func:`last_conv_layer`) — or, when that
-conv's output goes straight into an ``nn.BatchNorm2d``, the BatchNorm's output, i.e. the
-conv with BN folded in (option ``follow_batchnorm``). Option ``layer`` names any module whose
-output is ``[B, C, h, w]``. The ``[B, 1, h, w]`` map is ReLU'd by Captum and upsampled to
-``H x W`` with ``LayerAttribution.interpolate(..., "bilinear")``.
 
 Baselines and normalised inputs
 -------------------------------
@@ -57,6 +46,7 @@ MobileNet-V2), whose gradient is that of a ReLU clipped at 6, so the guided rule
 ``grad_in = max(grad_in, 0)`` applies unchanged. Functional calls (``F.relu``, ``torch.relu``,
 ``F.relu6``, ``x.clamp(min=0)``) and other activations (SiLU/swish, GELU, sigmoid) are not
 modules that can be hooked: through them guided backprop falls back to the plain gradient.
+A vision transformer (GELU, no ReLU module) therefore gets the plain gradient's map.
 
 Batches
 -------
@@ -76,8 +66,6 @@ from captum._utils.common import _register_backward_hook
 from captum.attr import (
     GuidedBackprop,
     IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
     NoiseTunnel,
     Occlusion,
     Saliency,
@@ -90,8 +78,6 @@ from visum_plugins.saliency.gradient import gaussian_smooth, max_over_channels, 
 __all__ = [
     "IntegratedGradientsOptions",
     "IntegratedGradientsSaliency",
-    "GradCAMOptions",
-    "GradCAMSaliency",
     "OcclusionOptions",
     "OcclusionSaliency",
     "GuidedBackpropOptions",
@@ -103,8 +89,6 @@ __all__ = [
     "positive_part",
     "sum_over_channels",
     "blurred_baseline",
-    "last_conv_layer",
-    "resolve_layer",
     "occlusion_window",
     "register_saliency_methods",
 ]
@@ -155,75 +139,6 @@ def blurred_baseline(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     b, c, h, w = x.shape
     return gaussian_smooth(x.reshape(b * c, 1, h, w), sigma).reshape(b, c, h, w)
-
-
-def last_conv_layer(
-    model: torch.nn.Module, x: torch.Tensor, follow_batchnorm: bool = False
-) -> tuple[str, torch.nn.Module]:
-    """The ``nn.Conv2d`` whose output feeds the classifier: the last one *run* on ``x``.
-
-    One forward pass of ``x[:1]`` (no gradients) records the order in which the model's
-    ``nn.Conv2d`` modules (subclasses included) execute; the last one wins. For a model whose
-    ``forward`` follows its ``__init__`` this is the last ``nn.Conv2d`` of ``model.modules()``;
-    unlike that order, it skips heads that eval mode does not run (e.g. auxiliary
-    classifiers registered after the trunk). If no hook fires (a scripted model), the last
-    ``nn.Conv2d`` of ``model.named_modules()`` is returned.
-
-    With ``follow_batchnorm``, if that conv's output tensor goes straight into an
-    ``nn.BatchNorm2d``, the BatchNorm is returned instead: in eval mode it is a per-channel
-    affine map that is routinely folded into the conv, and Grad-CAM of the unfolded conv
-    differs from Grad-CAM of the folded one by a spatially constant term
-    ``sum_c alpha_c (mu_c gamma_c / sigma_c - beta_c)``, which the final ReLU turns into a
-    flat floor or a flat cut.
-
-    Shapes: ``x [B, C, H, W]`` with ``B >= 1``. Returns ``(dotted name, module)``; raises
-    ``ValueError`` if the model has no ``nn.Conv2d``.
-    """
-    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-    if not convs:
-        raise ValueError(
-            f"gradcam: the model ({type(model).__name__}) has no nn.Conv2d layer to explain; "
-            "pass option layer=<dotted module name> of a layer with [B, C, h, w] output"
-        )
-    names = {id(m): name for name, m in model.named_modules()}
-    ran: list[str] = []  # conv names in execution order
-    last_out: list[torch.Tensor] = []  # output of the conv that ran last
-    folded: dict[str, str] = {}  # conv name -> name of the BatchNorm fed by its output
-
-    def conv_hook(module, _inp, out):
-        ran.append(names[id(module)])
-        last_out[:] = [out]
-
-    def bn_hook(module, inp, _out):
-        if ran and last_out and inp and inp[0] is last_out[0]:
-            folded[ran[-1]] = names[id(module)]
-
-    handles = [m.register_forward_hook(conv_hook) for _, m in convs]
-    if follow_batchnorm:
-        handles += [m.register_forward_hook(bn_hook) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-        last_out.clear()
-    name = ran[-1] if ran else convs[-1][0]
-    name = folded.get(name, name)
-    return name, model.get_submodule(name)
-
-
-def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
-    """``model.get_submodule(name)`` with a ``ValueError`` listing similar names when absent."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        import difflib
-
-        known = [n for n, _ in model.named_modules() if n]
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-        hint = f"; similar: {', '.join(close)}" if close else f"; e.g. {', '.join(known[-5:])}"
-        raise ValueError(f"gradcam: the model has no module named {name!r}{hint}") from None
 
 
 def occlusion_window(height: int, width: int, window: int | None, stride: int | None) -> tuple[int, int]:
@@ -336,57 +251,6 @@ class IntegratedGradientsSaliency(Component):
         s = sum_over_channels(a.detach())
         s = positive_part(s) if o.sign == "positive" else s.abs()
         return _finish(s, o.normalise_quantile)
-
-
-# --------------------------------------------------------------------------- grad-cam
-
-
-class GradCAMOptions(Options):
-    """Options of :class:`GradCAMSaliency`."""
-
-    layer: str | None = Field(
-        default=None,
-        description=(
-            "Dotted name of the module to explain (as in model.named_modules(), e.g. "
-            "'features.28' or '_conv_head'); None picks the last nn.Conv2d the forward pass runs."
-        ),
-    )
-    follow_batchnorm: bool = Field(
-        default=True,
-        description=(
-            "When layer is None and the last conv's output goes straight into an nn.BatchNorm2d, "
-            "explain the BatchNorm's output (the conv with BN folded in, as deployed). Grad-CAM "
-            "of the bare conv adds a spatially constant offset that flattens the map after ReLU."
-        ),
-    )
-    normalise_quantile: float = _quantile_field()
-
-
-class GradCAMSaliency(Component):
-    """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, ReLU'd, bilinearly upsampled."""
-
-    name = "gradcam"
-    summary = "Selvaraju et al. 2017 Grad-CAM on the last conv layer (Captum), ReLU, bilinear upsampling"
-    Options = GradCAMOptions
-
-    def explain(self, model, x: torch.Tensor, target) -> torch.Tensor:
-        """``x [B, 3, H, W]``, ``target [B]`` -> ``s [B, 1, H, W]`` float32 in [0, 1]."""
-        target = check_batch(x, target)
-        if x.shape[0] == 0:
-            return _empty(x)
-        o = self.options
-        inputs = _inputs(x)
-        if o.layer is None:
-            _, layer = last_conv_layer(model, inputs, follow_batchnorm=o.follow_batchnorm)
-        else:
-            layer = resolve_layer(model, o.layer)
-        with torch.enable_grad():
-            cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
-        if not isinstance(cam, torch.Tensor) or cam.ndim != 4:
-            got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-            raise ValueError(f"gradcam: layer output must be [B, C, h, w]; Grad-CAM of it has shape {got}")
-        cam = LayerAttribution.interpolate(cam.detach().to(torch.float32), tuple(x.shape[2:]), "bilinear")
-        return _finish(positive_part(cam), o.normalise_quantile)
 
 
 # --------------------------------------------------------------------------- occlusion
@@ -569,7 +433,6 @@ class SmoothGradSaliency(Component):
 def register_saliency_methods():
     return [
         IntegratedGradientsSaliency,
-        GradCAMSaliency,
         OcclusionSaliency,
         GuidedBackpropSaliency,
         SmoothGradSaliency,
