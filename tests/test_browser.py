@@ -105,4 +105,8 @@ def test_default_run_report_renders_in_chromium(chromium, tmp_path):
     assert len(manifest.kept_summaries) >= 1
     assert len(summaries) == len(manifest.summaries)  # kept and discarded, each with its picture
     assert all(im.loaded and im.width > 0 and im.height > 0 for im in summaries)
-    assert len(result.images) == len(summaries) + len(manifest.images)  # plus one thumbnail per image
+    inputs = [im for im in result.images if "model input outlined" in im.alt or "as the model sees it" in im.alt]
+    assert len(inputs) == 2 * min(4, len(manifest.images))  # a few images beside the model's view of them
+    assert all(im.loaded and im.width > 0 for im in inputs)
+    # plus one thumbnail per image
+    assert len(result.images) == len(summaries) + len(manifest.images) + len(inputs)

@@ -194,7 +194,9 @@ def test_real_photos_with_efficientnet(tmp_path, capsys):
     Image.fromarray(data.chelsea()).save(folder / "chelsea.png")
     msg = one_line_error(capsys, "run", "--model", "efficientnet-lite0", "--images", folder, "--target", "tabby cat",
                          "--out", tmp_path / "dropped", "--quiet")
-    assert "only 0 of 3 images are classified as 'tabby'" in msg and "--keep-misclassified" in msg
+    assert "only 0 of 3 images (0 %) are classified as 'tabby' (281)" in msg and "--keep-misclassified" in msg
+    # where they went and what to check first
+    assert "the others went to" in msg and "first check the preprocessing" in msg and "--crop-ratio" in msg
 
     code, out, err = run_cli(capsys, "run", "--model", "efficientnet-lite0", "--images", folder, "--target", "jeep",
                              "--keep-misclassified", "--out", tmp_path / "out", "--quiet")

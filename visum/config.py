@@ -24,9 +24,18 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    spec: str = Field("parts", description="efficientnet-lite0|1|2, torchvision:NAME, a TorchScript file, package.module:factory, or 'parts'.")
-    weights: str | None = Field(None, description="torchvision weights enum name or a state-dict file.")
-    input_size: int | None = Field(None, gt=0, description="Override the model's input size.")
+    """The classifier and, part by part, overrides of the preprocessing its source declares."""
+
+    spec: str = Field("parts", description="efficientnet-lite0|1|2, torchvision:NAME, timm:NAME, a TorchScript "
+                      "*.pt or torch.export *.pt2 file, package.module:factory, or 'parts'.")
+    weights: str | None = Field(None, description="torchvision weights enum name, a state-dict or .safetensors file, or 'random'.")
+    classes: Path | None = Field(None, description="A file of class names, one a line, for any model.")
+    input_size: int | None = Field(None, gt=0, description="Override the model's input size (side of the square view).")
+    crop_ratio: float | None = Field(None, gt=0, le=1, description="Override the centre crop: the share of the resized "
+                                     "image's side the model sees (1 = no crop, 0.875 = ImageNet's).")
+    resize: Literal["short-side", "squash"] | None = Field(None, description="Override how the image is resized: "
+                                                           "short side (aspect kept) or squashed to a square.")
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = Field(None, description="Override the resize interpolation.")
     mean: tuple[float, float, float] | None = Field(None, description="Override the normalisation mean (0..1 units).")
     std: tuple[float, float, float] | None = Field(None, description="Override the normalisation std (0..1 units).")
 
@@ -84,6 +93,10 @@ class RunConfig(_Section):
     workers: int = Field(0, ge=0, description="Processes for all-pairs matching; 0 = one per core.")
     device: str = "cpu"
     keep_misclassified: bool = False
+    min_target_share: float = Field(
+        0.5, ge=0, le=1, description="Warn, and name the preprocessing as the first suspect, when fewer than this "
+        "share of the images are classified as the target."
+    )
 
     @field_validator("options")
     @classmethod

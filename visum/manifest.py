@@ -9,7 +9,7 @@ The JSON schema is written to ``docs/manifest.schema.json`` by ``visum schema``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,10 +20,30 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PreprocessingRecord(_Record):
+    """How each image became the model's input (see visum.models.base.Preprocessing)."""
+
+    resize: Literal["short-side", "squash"] = Field(description="short-side: the short side scaled to resize_to, aspect kept; squash: the whole image scaled to resize_to x resize_to.")
+    resize_to: int = Field(description="Side after resizing, before the centre crop, pixels.")
+    crop_ratio: float = Field(description="input_size / resize_to: the share of the resized side the centre crop keeps (1 = no crop).")
+    input_size: int = Field(description="Side of the square the model sees, pixels.")
+    interpolation: str
+    mean: tuple[float, float, float] = Field(description="Normalisation mean, 0..1 units: x = (v / 255 - mean) / std.")
+    std: tuple[float, float, float]
+    source: str = Field(description="Where the recipe came from: the model source's declaration, a default, the user's flags.")
+    description: str = Field(description="The recipe in words.")
+
+
 class ModelRecord(_Record):
     spec: str = Field(description="The --model specification the run used.")
     target_index: int = Field(description="Index of the explained class in the model's output.")
     target_name: str | None = Field(description="Name of the explained class, when the model has names.")
+    preprocessing: PreprocessingRecord | None = Field(default=None, description="How the images were prepared for the model.")
+
+
+class WarningRecord(_Record):
+    code: str = Field(description="Stable identifier, e.g. 'target-share'.")
+    message: str
 
 
 class RegionRecord(_Record):
@@ -66,11 +86,20 @@ class Manifest(_Record):
     model: ModelRecord
     images: list[ImageRecord]
     summaries: list[SummaryRecord]
+    warnings: list[WarningRecord] = Field(default_factory=list, description="Results the run cannot vouch for, said out loud.")
     timings: dict[str, float] = Field(description="Wall-clock seconds per stage.")
 
     @property
     def kept_summaries(self) -> list[SummaryRecord]:
         return [s for s in self.summaries if s.kept]
+
+
+def preprocessing_record(pre) -> PreprocessingRecord:
+    """The manifest's record of a :class:`visum.models.base.Preprocessing`."""
+    return PreprocessingRecord(
+        resize=pre.resize, resize_to=pre.resize_to, crop_ratio=round(pre.crop_ratio, 6), input_size=pre.input_size,
+        interpolation=pre.interpolation, mean=pre.mean, std=pre.std, source=pre.source, description=pre.describe(),
+    )
 
 
 def manifest_schema() -> dict[str, Any]:

@@ -11,7 +11,15 @@ from PIL import Image
 
 from visum import __version__
 from visum.config import config_to_dict, dump_config
-from visum.manifest import ImageRecord, Manifest, MemberRecord, ModelRecord, RegionRecord, SummaryRecord
+from visum.manifest import (
+    ImageRecord,
+    Manifest,
+    MemberRecord,
+    ModelRecord,
+    RegionRecord,
+    SummaryRecord,
+    preprocessing_record,
+)
 
 if TYPE_CHECKING:
     from visum.pipeline import Pipeline
@@ -30,6 +38,36 @@ def thumbnail(image: np.ndarray, side: int = 112) -> np.ndarray:
     im = Image.fromarray(image)
     im.thumbnail((side, side), Image.BILINEAR)
     return np.asarray(im)
+
+
+def model_record(model, target) -> ModelRecord:
+    names = model.class_names
+    return ModelRecord(spec=model.spec, target_index=target, target_name=names[target] if names else None,
+                       preprocessing=preprocessing_record(model.preprocessing))
+
+
+#: how many images the report shows as the model saw them
+INPUT_EXAMPLES = 4
+
+
+def input_examples(images, probs, target, n: int = INPUT_EXAMPLES) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{image id: (original thumbnail with the crop outlined, the view)}`` for a few images.
+
+    The images classified as another class come first: when a run warns that few images
+    went to the target, they are the ones whose input is worth a look.
+    """
+    from visum.report.summary_image import outline_box
+
+    order = sorted(images, key=lambda im: (int(probs[im.id].argmax()) == target, im.id))[:n]
+    out = {}
+    for im in sorted(order, key=lambda im: im.id):
+        small = thumbnail(im.original, 160)
+        h, w = im.original.shape[:2]
+        f = small.shape[1] / w, small.shape[0] / h
+        x0, y0, x1, y1 = im.view.crop_box()
+        box = (int(x0 * f[0]), int(y0 * f[1]), max(int(x0 * f[0]) + 1, round(x1 * f[0])), max(int(y0 * f[1]) + 1, round(y1 * f[1])))
+        out[im.id] = (outline_box(small, box), thumbnail(im.view.pixels, 160))
+    return out
 
 
 def image_records(out: Path, model, target, images, probs, states) -> tuple[list[ImageRecord], dict[int, Path]]:
@@ -67,10 +105,8 @@ def masks_manifest(p: "Pipeline", model, target, images, probs, states) -> Manif
     """``visum masks``: the masks and a manifest of the images, without summaries."""
     records, _ = image_records(p.out_dir, model, target, images, probs, states)
     manifest = Manifest(
-        visum_version=__version__, config=config_to_dict(p.config),
-        model=ModelRecord(spec=model.spec, target_index=target,
-                          target_name=model.class_names[target] if model.class_names else None),
-        images=records, summaries=[], timings=p.timings,
+        visum_version=__version__, config=config_to_dict(p.config), model=model_record(model, target),
+        images=records, summaries=[], warnings=list(p.warnings), timings=p.timings,
     )
     write_manifest(manifest, p.out_dir)
     return manifest
@@ -110,14 +146,16 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     manifest = Manifest(
         visum_version=__version__,
         config=config_to_dict(p.config),
-        model=ModelRecord(spec=model.spec, target_index=target, target_name=names[target] if names else None),
+        model=model_record(model, target),
         images=records,
         summaries=summaries,
+        warnings=list(p.warnings),
         timings=p.timings,
     )
     dump_config(p.config, out / "run.toml")
     pictures = {"summary_pngs": summary_pngs, "mask_pngs": mask_pngs,
-                "thumbnails": {im.id: thumbnail(im.original) for im in images}}
+                "thumbnails": {im.id: thumbnail(im.original) for im in images},
+                "inputs": input_examples(images, probs, target)}
     return manifest, pictures
 
 

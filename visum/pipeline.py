@@ -29,7 +29,8 @@ from visum.components import KINDS
 from visum.config import RunConfig
 from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
-from visum.manifest import Manifest
+from visum.diagnostics import target_share
+from visum.manifest import Manifest, WarningRecord
 from visum.matching import MatchJob, match_all_pairs
 from visum.models.base import LoadedModel, View
 from visum.output import finish, masks_manifest, write_outputs
@@ -51,6 +52,16 @@ class Reporter:
 
     def info(self, message: str) -> None:
         pass
+
+    def warn(self, message: str) -> None:
+        """A result the run cannot vouch for. Never silent: the default raises a Python warning."""
+        import warnings
+
+        warnings.warn(message, VisumWarning, stacklevel=3)
+
+
+class VisumWarning(UserWarning):
+    """A run's result that needs the user's attention (low target share, ...)."""
 
 
 class Bar:
@@ -128,6 +139,7 @@ class Pipeline:
         self.cache = cache if cache is not None else Cache()
         self.reporter = reporter or Reporter()
         self.timings: dict[str, float] = {}
+        self.warnings: list[WarningRecord] = []
         self.states: dict[int, ImageState] = {}
         # Resolve every component first: an unknown name or a bad option fails before any work.
         self.components: dict[str, tuple[ComponentInfo, Any, dict[str, Any]]] = {}
@@ -151,14 +163,13 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def load(self) -> tuple[LoadedModel, list[InputImage], np.ndarray]:
         """Load the model and the images and classify them: ``(model, images, probs [N, K])``."""
-        from visum.models.loading import load_model  # heavy imports at use
+        from visum.models.loading import load_configured_model  # heavy imports at use
 
         cfg = self.config
         seed_everything(cfg.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.stage("model"):
-            m = cfg.model
-            model = load_model(m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, device=cfg.device)
+            model = load_configured_model(cfg.model, cfg.device)
         with self.stage("load"):
             images = self._load_images(model)
         with self.stage("classify"):
@@ -183,16 +194,7 @@ class Pipeline:
         """The whole pipeline; writes manifest.json, masks/, summaries/, run.toml and report.html."""
         cfg = self.config
         model, target, images, probs = self.prepare()
-        m = cfg.model
-        predicted = probs.argmax(axis=1)
-        used = [im for im in images if cfg.keep_misclassified or predicted[im.id] == target]
-        self.reporter.info(f"{len(used)} of {len(images)} images are classified as the target and used")
-        if len(used) < 2:
-            name = model.class_names[target] if model.class_names else str(target)
-            raise InputError(
-                f"only {len(used)} of {len(images)} images are classified as '{name}' by {m.spec}; "
-                "visual summaries need at least 2 (use --keep-misclassified to keep the others)"
-            )
+        used, self.warnings = self.select_images(model, target, images, probs)
         states = self.states = {im.id: ImageState() for im in used}
         with self.stage("saliency"):
             self._saliency(model, used, target, states)
@@ -212,6 +214,37 @@ class Pipeline:
             manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes)
         report = finish(manifest, self.out_dir, pictures, self.timings)
         return RunResult(manifest, self.out_dir, report, self.cache.hits, self.cache.misses)
+
+    def select_images(
+        self, model: LoadedModel, target: int, images: list[InputImage], probs: np.ndarray
+    ) -> tuple[list[InputImage], list[WarningRecord]]:
+        """The images to explain (classified as the target, unless ``keep_misclassified``), and warnings.
+
+        Fewer than ``min_target_share`` of the images classified as the target is said on
+        the terminal and in the report, with the classes they went to and the preprocessing
+        the model saw; too few left to make a summary is an error that says the same.
+        """
+        cfg = self.config
+        share = target_share(probs.argmax(axis=1), target)
+        names, pre = model.class_names, model.preprocessing
+        self.reporter.info(f"preprocessing: {pre.describe()} [{pre.source}]")
+        used = [im for im in images if cfg.keep_misclassified or int(probs[im.id].argmax()) == target]
+        self.reporter.info(f"{share.classified} of {share.total} images are classified as the target; {len(used)} used")
+        need = cfg.summaries.min_images
+        if len(used) < need:
+            keep = "" if cfg.keep_misclassified else "; or keep the others with --keep-misclassified"
+            raise InputError(
+                f"{share.summary(names, model.spec)}: a visual summary needs parts from at least {need} images "
+                f"(summaries.min_images); {share.advice(pre)}{keep}"
+            )
+        warnings = []
+        if share.share < cfg.min_target_share:
+            kept = " (kept anyway: --keep-misclassified)" if cfg.keep_misclassified else " (left out)"
+            message = (f"{share.summary(names, model.spec)}{kept}, below min_target_share = {cfg.min_target_share:g}; "
+                       f"{share.advice(pre)}")
+            self.reporter.warn(message)
+            warnings.append(WarningRecord(code="target-share", message=message))
+        return used, warnings
 
     def _resolve_target(self, model: LoadedModel) -> int:
         from visum.models.loading import num_classes, resolve_target
@@ -269,7 +302,7 @@ class Pipeline:
         pre = model.preprocessing
         keys = {
             im.id: self._key("saliency", kind, image=im.digest, model=model.fingerprint,
-                             pre=[pre.input_size, pre.resize, pre.mean, pre.std], target=targets[im.id])
+                             pre=pre.key(), target=targets[im.id])
             for im in images
         }
         masks: dict[int, np.ndarray] = {}

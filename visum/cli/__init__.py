@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from tqdm.auto import tqdm
@@ -49,13 +49,35 @@ class TqdmReporter:
         if not self.quiet:
             typer.echo(message, err=True)
 
+    def warn(self, message: str) -> None:
+        """Shown even when quiet: a result the run cannot vouch for."""
+        typer.echo(f"visum: warning: {message}", err=True)
+
+
+# The model flags every command that loads a model shares (declared once; `model_flags` collects them).
+MODEL_FLAGS = ("weights", "classes", "input_size", "crop_ratio", "resize", "interpolation", "mean", "std")
+Weights = Annotated[str | None, typer.Option("--weights", help="torchvision weights enum name (e.g. IMAGENET1K_V1), a state-dict or .safetensors file, or 'random'.")]
+Classes = Annotated[Path | None, typer.Option("--classes", help="File of class names, one a line, so that --target accepts names.")]
+InputSize = Annotated[int | None, typer.Option("--input-size", help="Preprocessing: side of the square the model sees, pixels.")]
+CropRatio = Annotated[float | None, typer.Option("--crop-ratio", help="Preprocessing: share of the resized image's side kept by the centre crop (1 = no crop, 0.875 = ImageNet's).")]
+Resize = Annotated[str | None, typer.Option("--resize", help="Preprocessing: 'short-side' (aspect kept) or 'squash' (whole image to a square).")]
+Interpolation = Annotated[str | None, typer.Option("--interpolation", help="Preprocessing: bilinear, bicubic or nearest.")]
+Mean = Annotated[str | None, typer.Option("--mean", help="Preprocessing: normalisation mean, 'r,g,b' in 0..1 units.")]
+Std = Annotated[str | None, typer.Option("--std", help="Preprocessing: normalisation std, 'r,g,b' in 0..1 units.")]
+
+
+def model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std) -> dict[str, Any]:
+    """The shared model flags as configuration values (``--mean``/``--std`` parsed)."""
+    return dict(weights=weights, classes=classes, input_size=input_size, crop_ratio=crop_ratio, resize=resize,
+                interpolation=interpolation, mean=_triple(mean, "--mean"), std=_triple(std, "--std"))
+
 
 def _config_from_flags(config_file: Path | None, flags: dict[str, Any], opts: list[str]):
     from visum.config import RunConfig, load_config, make_config, parse_opt
 
     base = load_config(config_file) if config_file else RunConfig()
     data = base.model_dump(mode="python")
-    model_keys = {"model": "spec", "weights": "weights", "input_size": "input_size", "mean": "mean", "std": "std"}
+    model_keys = {"model": "spec", **{k: k for k in MODEL_FLAGS}}
     for flag, value in flags.items():
         if value is None:
             continue

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from visum.cli import (
+    Classes,
+    CropRatio,
+    InputSize,
+    Interpolation,
+    Mean,
+    Resize,
+    Std,
     TqdmReporter,
+    Weights,
+    model_flags,
     _config_from_flags,
     evaluate_app,
 )
@@ -24,7 +33,14 @@ DEFAULT_DELETION_METHODS = (
 def evaluate_deletion_cmd(
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: str | None = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    weights: Weights = None,
+    classes: Classes = None,
+    input_size: InputSize = None,
+    crop_ratio: CropRatio = None,
+    resize: Resize = None,
+    interpolation: Interpolation = None,
+    mean: Mean = None,
+    std: Std = None,
     target: str | None = typer.Option(None, "--target", help="A class for every image, 'predicted' (each image's top-1) or 'filename' (the integer ending each file name)."),
     methods: str = typer.Option(DEFAULT_DELETION_METHODS, "--methods", help="Comma-separated saliency plugins; NAME-thresh = NAME's mask binarised at the reference's area, per image."),
     reference: str = typer.Option("crisp", "--reference", help="Method whose per-image area the -thresh variants match."),
@@ -43,7 +59,8 @@ def evaluate_deletion_cmd(
     from visum.evaluate.report import write_deletion_report
     from visum.evaluate.table2 import evaluate_deletion
 
-    flags = dict(images=images, model=model, weights=weights, target=target, seed=seed, batch_size=batch_size,
+    flags = dict(images=images, model=model, target=target, seed=seed, batch_size=batch_size,
+                 **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
                  device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, [])
     cfg = _with_saliency_options(cfg, opt)

@@ -9,10 +9,18 @@ from pathlib import Path
 import typer
 
 from visum.cli import (
+    Classes,
+    CropRatio,
+    InputSize,
+    Interpolation,
+    Mean,
+    Resize,
+    Std,
     TqdmReporter,
+    Weights,
     _config_from_flags,
-    _triple,
     app,
+    model_flags,
 )
 from visum.errors import ConfigError
 
@@ -20,12 +28,16 @@ from visum.errors import ConfigError
 @app.command()
 def run(
     images: Path | None = typer.Option(None, "--images", help="Folder of images of the target class (every file in it is used). Default: generate the parts benchmark."),
-    model: str | None = typer.Option(None, "--model", help="efficientnet-lite0|1|2, torchvision:NAME (with --weights), a TorchScript *.pt file, package.module:factory, or 'parts' (default)."),
-    weights: str | None = typer.Option(None, "--weights", help="torchvision weights enum name (e.g. IMAGENET1K_V1) or a state-dict file."),
+    model: str | None = typer.Option(None, "--model", help="efficientnet-lite0|1|2, torchvision:NAME (with --weights), timm:NAME, a TorchScript *.pt or torch.export *.pt2 file, package.module:factory, or 'parts' (default)."),
+    weights: Weights = None,
+    classes: Classes = None,
     target: str | None = typer.Option(None, "--target", help="Class to explain: index or name (e.g. 'tabby cat'). Default: the parts benchmark's main class."),
-    input_size: int | None = typer.Option(None, "--input-size", help="Override the model's input size (pixels)."),
-    mean: str | None = typer.Option(None, "--mean", help="Override the normalisation mean, 'r,g,b' in 0..1 units."),
-    std: str | None = typer.Option(None, "--std", help="Override the normalisation std, 'r,g,b' in 0..1 units."),
+    input_size: InputSize = None,
+    crop_ratio: CropRatio = None,
+    resize: Resize = None,
+    interpolation: Interpolation = None,
+    mean: Mean = None,
+    std: Std = None,
     saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (see `visum plugins`)."),
     proposer: str | None = typer.Option(None, "--proposer", help="Object proposal plugin."),
     matcher: str | None = typer.Option(None, "--matcher", help="Proposal matching plugin."),
@@ -49,8 +61,9 @@ def run(
     from visum.pipeline import Pipeline
 
     flags = dict(
-        images=images, model=model, weights=weights, target=target, input_size=input_size,
-        mean=_triple(mean, "--mean"), std=_triple(std, "--std"), saliency=saliency, proposer=proposer,
+        images=images, model=model, target=target,
+        **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+        saliency=saliency, proposer=proposer,
         matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed, batch_size=batch_size, device=device,
         workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
     )
@@ -72,8 +85,15 @@ def masks(
     saliency: str = typer.Option(..., "--saliency", help="Saliency plugin (see `visum plugins --kind saliency`)."),
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: str | None = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    weights: Weights = None,
+    classes: Classes = None,
     target: str | None = typer.Option(None, "--target", help="Class to explain in every image: index or name."),
+    input_size: InputSize = None,
+    crop_ratio: CropRatio = None,
+    resize: Resize = None,
+    interpolation: Interpolation = None,
+    mean: Mean = None,
+    std: Std = None,
     opt: list[str] = typer.Option([], "--opt", help="Saliency option saliency.KEY=VALUE, repeatable."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default ./visum-out/masks-<timestamp>)."),
@@ -87,7 +107,8 @@ def masks(
     from visum.cache import Cache
     from visum.pipeline import Pipeline
 
-    flags = dict(images=images, model=model, weights=weights, target=target, saliency=saliency, seed=seed,
+    flags = dict(images=images, model=model, target=target, saliency=saliency, seed=seed,
+                 **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
                  batch_size=batch_size, device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")

@@ -9,7 +9,21 @@ from pathlib import Path
 
 import typer
 
-from visum.cli import TqdmReporter, _config_from_flags, _triple, app, evaluate_app
+from visum.cli import (
+    Classes,
+    CropRatio,
+    InputSize,
+    Interpolation,
+    Mean,
+    Resize,
+    Std,
+    TqdmReporter,
+    Weights,
+    _config_from_flags,
+    app,
+    evaluate_app,
+    model_flags,
+)
 from visum.errors import ConfigError
 
 DEFAULT_LOCALISATION_METHODS = "gradient,iebb,crisp,gradcam"
@@ -25,11 +39,15 @@ def _slug(text: str) -> str:
 @app.command()
 def classviz(
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run` (default 'parts')."),
-    weights: str | None = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    weights: Weights = None,
+    classes: Classes = None,
+    input_size: InputSize = None,
+    crop_ratio: CropRatio = None,
+    resize: Resize = None,
+    interpolation: Interpolation = None,
+    mean: Mean = None,
+    std: Std = None,
     target: list[str] = typer.Option([], "--target", help="Class index or name; repeatable. Default for 'parts': its main class."),
-    input_size: int | None = typer.Option(None, "--input-size", help="Override the model's input size (pixels)."),
-    mean: str | None = typer.Option(None, "--mean", help="Override the normalisation mean (the 'training mean' added back), 'r,g,b' in 0..1."),
-    std: str | None = typer.Option(None, "--std", help="Override the normalisation std, 'r,g,b' in 0..1."),
     iterations: int = typer.Option(200, "--iterations", min=0, help="Gradient ascent steps."),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Step size: mean change per pixel and step in 0..1 units with --step normalised, the gradient's factor with --step plain."),
     l2: float = typer.Option(1e-4, "--l2", min=0.0, help="lambda of the L2 penalty lambda*||I||^2 (I = mean-subtracted image in 0..1 units)."),
@@ -51,15 +69,17 @@ def classviz(
 
     from visum.cache import Cache, make_key
     from visum.classviz import class_model_visualisation, stretch_contrast
-    from visum.models.loading import load_model, num_classes, resolve_target
+    from visum.config import make_config
+    from visum.models.loading import load_configured_model, num_classes, resolve_target
 
     if step not in ("normalised", "plain"):
         raise ConfigError(f"bad --step '{step}': use 'normalised' or 'plain'")
     if display not in ("mean", "stretch"):
         raise ConfigError(f"bad --display '{display}': use 'mean' or 'stretch'")
     spec = model or "parts"
-    loaded = load_model(spec, weights, input_size=input_size, mean=_triple(mean, "--mean"), std=_triple(std, "--std"),
-                        device=device)
+    flags = model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std)
+    model_config = make_config({"model": {"spec": spec, **{k: v for k, v in flags.items() if v is not None}}}).model
+    loaded = load_configured_model(model_config, device=device)
     k = num_classes(loaded)
     names = [t for t in target if t.strip()]
     if not names:
@@ -77,7 +97,7 @@ def classviz(
     rows = []
     for t in targets:
         name = loaded.class_names[t] if loaded.class_names else str(t)
-        key = make_key("classviz", model=loaded.fingerprint, pre=[pre.input_size, pre.resize, pre.mean, pre.std],
+        key = make_key("classviz", model=loaded.fingerprint, pre=pre.key(),
                        target=t, **settings)
         result = cache.get("classviz", key)
         if result is None:
@@ -109,7 +129,14 @@ def localize(
     saliency: str = typer.Option(..., "--saliency", help="Saliency plugin whose maps seed the segmentation (see `visum plugins --kind saliency`)."),
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: str | None = typer.Option(None, "--weights", help="Weights, as for `visum run`."),
+    weights: Weights = None,
+    classes: Classes = None,
+    input_size: InputSize = None,
+    crop_ratio: CropRatio = None,
+    resize: Resize = None,
+    interpolation: Interpolation = None,
+    mean: Mean = None,
+    std: Std = None,
     target: str | None = typer.Option(None, "--target", help="A class for every image, 'predicted' (each image's top-1) or 'filename'."),
     method: str = typer.Option("grabcut", "--method", help="'grabcut' (Sec. 3.2) or 'threshold' (the map thresholded directly, regions-stage threshold)."),
     fg_quantile: float = typer.Option(0.95, "--fg-quantile", min=0.0, max=1.0, help="Foreground seeds: saliency above this quantile."),
@@ -139,8 +166,9 @@ def localize(
         raise ConfigError(f"bad --method '{method}': use 'grabcut' or 'threshold'")
     if bg_quantile > fg_quantile:
         raise ConfigError(f"--bg-quantile {bg_quantile} is above --fg-quantile {fg_quantile}")
-    flags = {"images": images, "model": model, "weights": weights, "target": target, "saliency": saliency, "seed": seed,
-                 "batch_size": batch_size, "device": device, "keep_misclassified": True}
+    flags = {"images": images, "model": model, "target": target, "saliency": saliency, "seed": seed,
+             **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+             "batch_size": batch_size, "device": device, "keep_misclassified": True}
     cfg = _config_from_flags(None, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("localize-%Y%m%d-%H%M%S")
     reporter = TqdmReporter(quiet)

@@ -71,11 +71,10 @@ def _slug(text: str) -> str:
 
 def load_ref(ref: ModelRef, base: RunConfig, cache_root: Path, threads: int, progress: bool) -> tuple[LoadedModel, str | None]:
     """Load ``ref`` (training its recipe first when it is not cached) as ``base.model`` says, ``(model, weights)``."""
-    from visum.models.loading import load_model
+    from visum.models.loading import load_configured_model
 
     weights = resolve_weights(ref, cache_root, threads=threads, progress=progress)
-    m = base.model
-    model = load_model(ref.spec, weights, input_size=m.input_size, mean=m.mean, std=m.std, device=base.device)
+    model = load_configured_model(base.model.model_copy(update={"spec": ref.spec, "weights": weights}), base.device)
     return model, weights
 
 

@@ -1,29 +1,62 @@
 """What a loaded classifier looks like to the rest of visum, and how images reach it.
 
-Preprocessing follows the usual ImageNet evaluation convention: the short side of the
-image is resized to ``resize`` pixels, the centre ``input_size x input_size`` crop is kept
-(the *view*), and channels are normalised as ``(v / 255 - mean) / std``. Every stage after
-loading works on views; :class:`View` maps boxes back to the original image.
+A model's :class:`Preprocessing` is its whole input recipe, declared by the model source
+(:mod:`visum.models.loading`) and overridable part by part:
+
+1. **resize** — ``"short-side"`` scales the image so its short side is ``resize_to`` pixels
+   (aspect kept: the ImageNet evaluation convention); ``"squash"`` scales it to
+   ``resize_to x resize_to`` (aspect lost, nothing cut off: how most custom models are
+   trained on whole images);
+2. **centre crop** — the central ``input_size x input_size`` pixels are kept (the *view*).
+   ``crop_ratio = input_size / resize_to``: 1 keeps the whole resized image, 0.875 is the
+   usual ImageNet crop;
+3. **normalise** — ``(v / 255 - mean) / std`` per channel.
+
+Every stage after loading works on views; :class:`View` maps boxes and maps back to the
+original image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
+ResizeMode = Literal["short-side", "squash"]
+Interpolation = Literal["bilinear", "bicubic", "nearest"]
+RESIZE_MODES: tuple[str, ...] = ("short-side", "squash")
+INTERPOLATIONS: dict[str, Image.Resampling] = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def resized_side(input_size: int, crop_ratio: float) -> int:
+    """The side an image is resized to so that the centre crop keeps ``crop_ratio`` of it.
+
+    ``floor(input_size / crop_ratio)`` (timm's convention; equal to torchvision's 256 for
+    224 / 0.875), never below ``input_size``.
+    """
+    if not 0.0 < crop_ratio <= 1.0:
+        raise ValueError(f"crop ratio {crop_ratio!r} must be in (0, 1]")
+    return max(int(input_size), int(math.floor(input_size / crop_ratio + 1e-6)))
+
 
 @dataclass(frozen=True)
 class View:
-    """The centre crop the model sees, and its place in the original image.
+    """The crop the model sees, and its place in the original image.
 
-    A view pixel ``(u, v)`` covers original pixels ``offset + (u, v) / scale``.
+    A view pixel ``(u, v)`` covers original pixels ``(ox + u / sx, oy + v / sy)`` where
+    ``scale = (sx, sy)`` (equal unless the image was squashed) and ``offset = (ox, oy)``.
     """
 
     pixels: np.ndarray  # [S, S, 3] uint8
-    scale: float  # view pixels per original pixel
+    scale: tuple[float, float]  # view pixels per original pixel, (x, y)
     offset: tuple[float, float]  # (x, y) of the crop's top-left corner, original pixels
     original_size: tuple[int, int]  # (width, height) of the original image
 
@@ -31,58 +64,113 @@ class View:
         """Map ``[x0, y0, x1, y1]`` (view pixels, exclusive ends) to original pixels, clipped."""
         x0, y0, x1, y1 = (float(v) for v in box)
         ox, oy = self.offset
+        sx, sy = self.scale
         w, h = self.original_size
-        ax0 = int(np.floor(ox + x0 / self.scale))
-        ay0 = int(np.floor(oy + y0 / self.scale))
-        ax1 = int(np.ceil(ox + x1 / self.scale))
-        ay1 = int(np.ceil(oy + y1 / self.scale))
+        ax0 = int(np.floor(ox + x0 / sx))
+        ay0 = int(np.floor(oy + y0 / sy))
+        ax1 = int(np.ceil(ox + x1 / sx))
+        ay1 = int(np.ceil(oy + y1 / sy))
         ax0, ax1 = min(max(ax0, 0), w - 1), min(max(ax1, 1), w)
         ay0, ay1 = min(max(ay0, 0), h - 1), min(max(ay1, 1), h)
         return ax0, ay0, max(ax1, ax0 + 1), max(ay1, ay0 + 1)
 
+    def crop_box(self) -> tuple[int, int, int, int]:
+        """The part of the original image the model sees, ``[x0, y0, x1, y1]`` original pixels."""
+        s = self.pixels.shape
+        return self.box_to_original((0, 0, s[1], s[0]))
+
     def to_original(self, array: np.ndarray) -> np.ndarray:
         """Paste a view-sized ``[S, S]`` float map into a zero map of the original's size."""
         w, h = self.original_size
-        s = array.shape[0]
+        rows, cols = array.shape[:2]
         ox, oy = self.offset
+        sx, sy = self.scale
         x0, y0 = int(round(ox)), int(round(oy))
-        side = max(1, int(round(s / self.scale)))
+        width, height = max(1, int(round(cols / sx))), max(1, int(round(rows / sy)))
         resized = np.asarray(
-            Image.fromarray(array.astype(np.float32), mode="F").resize((side, side), Image.BILINEAR)
+            Image.fromarray(array.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR)
         )
         out = np.zeros((h, w), dtype=np.float32)
-        x1, y1 = min(w, x0 + side), min(h, y0 + side)
+        x1, y1 = min(w, x0 + width), min(h, y0 + height)
         out[y0:y1, x0:x1] = resized[: y1 - y0, : x1 - x0]
         return out
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the short side to ``resize``, centre-crop ``input_size``, normalise.
+    """Resize (short side or squash) to ``resize_to``, centre-crop ``input_size``, normalise.
 
     ``mean`` and ``std`` are per channel in [0, 1] units (torchvision's convention), so
     EfficientNet-Lite's ``(x - 127) / 128`` on 0..255 pixels is ``mean = 127/255``,
-    ``std = 128/255``.
+    ``std = 128/255``. ``source`` says where the recipe came from (a model's declaration,
+    a default, the user's flags); it is reported, not used.
     """
 
     input_size: int
-    resize: int
+    resize_to: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: ResizeMode = "short-side"
+    interpolation: Interpolation = "bilinear"
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize {self.resize!r} must be one of {', '.join(RESIZE_MODES)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {self.interpolation!r} must be one of {', '.join(INTERPOLATIONS)}")
+        if self.resize_to < self.input_size:
+            raise ValueError(f"resize_to {self.resize_to} is smaller than the input size {self.input_size}")
+
+    @property
+    def crop_ratio(self) -> float:
+        """``input_size / resize_to``: the share of the resized image's side the crop keeps."""
+        return self.input_size / self.resize_to
+
+    def with_changes(
+        self,
+        *,
+        input_size: int | None = None,
+        crop_ratio: float | None = None,
+        resize: ResizeMode | None = None,
+        interpolation: Interpolation | None = None,
+        mean=None,
+        std=None,
+        source: str | None = None,
+    ) -> "Preprocessing":
+        """This recipe with some parts replaced. A new ``input_size`` keeps the crop ratio
+        unless ``crop_ratio`` is given too."""
+        size = int(input_size) if input_size is not None else self.input_size
+        ratio = float(crop_ratio) if crop_ratio is not None else self.crop_ratio
+        resize_to = self.resize_to if (size == self.input_size and crop_ratio is None) else resized_side(size, ratio)
+        return replace(
+            self,
+            input_size=size,
+            resize_to=resize_to,
+            resize=resize or self.resize,
+            interpolation=interpolation or self.interpolation,
+            mean=tuple(float(v) for v in (mean if mean is not None else self.mean)),
+            std=tuple(float(v) for v in (std if std is not None else self.std)),
+            source=self.source if source is None else source,
+        )
 
     def view(self, image: np.ndarray) -> View:
         """``image`` ``[H, W, 3]`` uint8 → the model's view ``[S, S, 3]`` uint8."""
         h, w = image.shape[:2]
-        scale = self.resize / min(h, w)
-        rw, rh = max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale))
-        resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
-        left = (rw - self.input_size) // 2
-        top = (rh - self.input_size) // 2
-        crop = resized[top : top + self.input_size, left : left + self.input_size]
+        s = self.input_size
+        if self.resize == "squash":
+            rw = rh = self.resize_to
+        else:
+            scale = self.resize_to / min(h, w)
+            rw, rh = max(s, round(w * scale)), max(s, round(h * scale))
+        resized = np.asarray(Image.fromarray(image).resize((rw, rh), INTERPOLATIONS[self.interpolation]))
+        left = (rw - s) // 2
+        top = (rh - s) // 2
+        crop = resized[top : top + s, left : left + s]
         sx, sy = rw / w, rh / h
         return View(
             pixels=np.ascontiguousarray(crop),
-            scale=float((sx + sy) / 2),
+            scale=(float(sx), float(sy)),
             offset=(left / sx, top / sy),
             original_size=(w, h),
         )
@@ -100,6 +188,25 @@ class Preprocessing:
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         v = ((x * std + mean).clamp(0, 1) * 255).round().byte()
         return v.permute(0, 2, 3, 1).cpu().numpy()
+
+    def key(self) -> list:
+        """Everything that determines the model's input, for cache keys and fingerprints."""
+        return [self.input_size, self.resize_to, list(self.mean), list(self.std), self.resize, self.interpolation]
+
+    def describe(self) -> str:
+        """One line a person can check, e.g. ``short side resized to 256 px (bilinear), centre
+        224x224 crop (87.5 % of the side), mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)``."""
+        s = self.input_size
+        if self.resize == "squash":
+            how = f"whole image squashed to {self.resize_to}x{self.resize_to} px"
+        else:
+            how = f"short side resized to {self.resize_to} px"
+        crop = "no crop" if self.resize_to == s else f"centre {s}x{s} crop ({100 * self.crop_ratio:.1f} % of the side)"
+        if self.resize == "squash" and self.resize_to == s:
+            crop = "no crop"
+        mean = ", ".join(f"{v:.3g}" for v in self.mean)
+        std = ", ".join(f"{v:.3g}" for v in self.std)
+        return f"{how} ({self.interpolation}), {crop}, mean ({mean}), std ({std})"
 
 
 @dataclass

@@ -17,12 +17,15 @@ from pathlib import Path
 import torch
 
 from visum.errors import ConfigError
-from visum.models.base import Preprocessing
+from visum.models.base import Preprocessing, resized_side
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: the usual evaluation protocol crops ``input_size`` out of a short side of ``input_size / 0.875``
 CROP_RATIO = 0.875
+#: EfficientNet's evaluation crop (TensorFlow reference, ``preprocessing.py``): the centre
+#: ``S / (S + 32)`` of the short side, resized to ``S`` with bicubic interpolation
+EFFICIENTNET_CROP_PADDING = 32
 
 #: EfficientNet-Lite name → native input size (the sizes the models were trained at)
 EFFICIENTNET_LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
@@ -32,9 +35,23 @@ EFFICIENTNET_LITE_STD = (128 / 255,) * 3
 
 
 def imagenet_preprocessing(input_size: int = 224) -> Preprocessing:
-    """The standard ImageNet evaluation transform: short side to ``round(S / 0.875)``, centre crop ``S``."""
+    """The standard ImageNet evaluation transform: short side to ``floor(S / 0.875)``, centre crop ``S``."""
     return Preprocessing(
-        input_size=input_size, resize=round(input_size / CROP_RATIO), mean=IMAGENET_MEAN, std=IMAGENET_STD
+        input_size=input_size, resize_to=resized_side(input_size, CROP_RATIO), mean=IMAGENET_MEAN,
+        std=IMAGENET_STD, source="ImageNet evaluation default (short side to S / 0.875, centre crop)",
+    )
+
+
+def efficientnet_lite_preprocessing(input_size: int) -> Preprocessing:
+    """EfficientNet-Lite's own recipe: short side to ``S + 32``, centre ``S`` crop, bicubic, ``(x - 127) / 128``.
+
+    The TensorFlow reference crops the centre ``S / (S + 32)`` of the short side and resizes
+    it to ``S`` (bicubic); resizing first and cropping second is the same geometry.
+    """
+    return Preprocessing(
+        input_size=input_size, resize_to=input_size + EFFICIENTNET_CROP_PADDING, mean=EFFICIENTNET_LITE_MEAN,
+        std=EFFICIENTNET_LITE_STD, resize="short-side", interpolation="bicubic",
+        source="EfficientNet-Lite reference recipe (centre crop S/(S+32), bicubic)",
     )
 
 

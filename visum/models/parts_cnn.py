@@ -28,7 +28,9 @@ WIDTHS = (16, 32, 48, 64, 64)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "parts-cnn.pt"
 
 GRAD_CAM_LAYER = "features.15"  # name of PartsCNN.last_conv in named_modules()
-PREPROCESSING = Preprocessing(input_size=INPUT_SIZE, resize=INPUT_SIZE, mean=MEAN, std=STD)
+PREPROCESSING = Preprocessing(
+    input_size=INPUT_SIZE, resize_to=INPUT_SIZE, mean=MEAN, std=STD, source="parts benchmark CNN (128 px, no crop)"
+)
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:

@@ -96,6 +96,12 @@ pre { background: var(--panel); border: 1px solid var(--line); border-radius: 8p
 .legend { display: inline-block; width: 12px; height: 12px; vertical-align: -1px; margin-right: 4px;
   border: 2px solid var(--accent); background: rgba(235, 20, 20, 0.45); }
 .legend.mask { border: 1px solid #ffd600; background: #777; }
+.warn { border: 1px solid #d4a72c; background: #fff8c5; border-radius: 8px; padding: 10px 16px; margin: 14px 0; }
+.warn b { color: #7d4e00; }
+.inputs { display: flex; flex-wrap: wrap; gap: 18px; }
+.inputs .pair { display: flex; gap: 6px; align-items: flex-end; }
+.inputs figcaption { color: var(--muted); font-size: 13px; max-width: 330px; margin-top: 4px; }
+.inputs .pair img { border-radius: 3px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 """
 
@@ -348,6 +354,44 @@ def _images_table(
     )
 
 
+def _warnings(manifest: Manifest) -> str:
+    """One box per warning of the run, at the top of the page."""
+    return "\n".join(
+        f'<div class="warn" role="alert"><b>Warning ({_e(w.code)}).</b> {_e(w.message)} '
+        '<a href="#model-input">See the model input.</a></div>'
+        for w in manifest.warnings
+    )
+
+
+def _model_input(
+    manifest: Manifest,
+    images: Mapping[int, ImageRecord],
+    inputs: Mapping[int, tuple[np.ndarray, np.ndarray]] | None,
+) -> str:
+    """The preprocessing, and a few images beside the view the model was given."""
+    pre = manifest.model.preprocessing
+    if pre is None:
+        return ""
+    text = (f'<p class="sub">{_e(pre.description)}. <span class="no">Source: {_e(pre.source)}.</span> '
+            "Left: the image, the part the model sees outlined in yellow; right: the model's input.</p>")
+    figures = []
+    for image_id, (original, view) in sorted((inputs or {}).items()):
+        rec = images.get(image_id)
+        name = Path(rec.path).name if rec is not None else str(image_id)
+        pred = ""
+        if rec is not None:
+            label = rec.predicted_name if rec.predicted_name else f"class {rec.predicted_index}"
+            pred = f" &middot; predicted {_e(label)}" + ("" if rec.used else " (not used)")
+        a, b = _embed_array(original), _embed_array(view)
+        figures.append(
+            f'<figure><div class="pair">{a.tag(f"image {image_id} with the model input outlined")}'
+            f'{b.tag(f"image {image_id} as the model sees it")}</div>'
+            f"<figcaption>{image_id}: {_e(name)}{pred}</figcaption></figure>"
+        )
+    gallery = f'<div class="inputs">{"".join(figures)}</div>' if figures else ""
+    return f'<h2 id="model-input">Model input</h2>\n{text}\n{gallery}'
+
+
 def _timings(timings: Mapping[str, float]) -> str:
     if not timings:
         return '<h2 id="timings">Timings</h2>\n<p class="noimg">No timings recorded.</p>'
@@ -384,6 +428,7 @@ def render_report(
     summary_pngs: Mapping[int, Path],
     mask_pngs: Mapping[int, Path] | None = None,
     thumbnails: Mapping[int, np.ndarray] | None = None,
+    inputs: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
     title: str = "visum report",
 ) -> str:
     """The report page as a string; see :func:`write_report`."""
@@ -415,7 +460,7 @@ def render_report(
 
     kept = [s for s in manifest.summaries if s.kept]
     discarded = [s for s in manifest.summaries if not s.kept]
-    parts = [_header(manifest, title)]
+    parts = [_header(manifest, title), _warnings(manifest)]
     truth = scores_for_report(manifest, run_dir)  # None unless the images carry parts ground truth
     truth_of = {s.id: s for s in truth.summaries} if truth is not None else {}
     if truth is not None:
@@ -439,6 +484,7 @@ def render_report(
         '<p class="sub">Clusters the scorer judged inconsistent, shown for inspection.</p>\n'
         f"{inner}\n</details>"
     )
+    parts.append(_model_input(manifest, images, inputs))
     parts.append(_images_table(manifest, thumbs))
     parts.append(_config(manifest.config))
     parts.append(_timings(manifest.timings))
@@ -464,6 +510,7 @@ def write_report(
     summary_pngs: dict[int, Path],
     mask_pngs: dict[int, Path] | None = None,
     thumbnails: dict[int, np.ndarray] | None = None,
+    inputs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
     title: str = "visum report",
 ) -> Path:
     """Write ``run_dir/report.html``, one self-contained page, and return its path.
@@ -473,12 +520,15 @@ def write_report(
     ``mask_pngs`` maps ``ImageRecord.id`` to its saliency mask PNG (when ``None``,
     ``ImageRecord.mask`` is used). ``thumbnails`` maps ``ImageRecord.id`` to a small RGB
     array, embedded at its own size (the mask, resized to it, is overlaid); without one,
-    a thumbnail is made from ``ImageRecord.path`` when that file can be read. Relative
+    a thumbnail is made from ``ImageRecord.path`` when that file can be read. ``inputs`` maps
+    a few ``ImageRecord.id`` to (the image with the model's crop outlined, the model's view),
+    shown beside the preprocessing. Relative
     paths are looked up in ``run_dir`` first. The file is written atomically.
     """
     run_dir = Path(run_dir)
     page = render_report(
-        manifest, run_dir, summary_pngs=summary_pngs, mask_pngs=mask_pngs, thumbnails=thumbnails, title=title
+        manifest, run_dir, summary_pngs=summary_pngs, mask_pngs=mask_pngs, thumbnails=thumbnails, inputs=inputs,
+        title=title,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     out = run_dir / "report.html"

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 if TYPE_CHECKING:
     from visum.manifest import Manifest, SummaryRecord
 
-__all__ = ["member_tile", "summary_grid", "summary_image", "save_png", "as_rgb_uint8"]
+__all__ = ["member_tile", "summary_grid", "summary_image", "save_png", "as_rgb_uint8", "outline_box"]
 
 #: Highlight colour of the matched parts (RGB).
 PART_RED = (235, 20, 20)
@@ -66,6 +66,23 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     elif a.dtype != np.uint8:
         a = np.clip(a, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(a)
+
+
+#: Outline of the crop a model sees, drawn on the original image (RGB).
+CROP_YELLOW = (255, 214, 0)
+
+
+def outline_box(image: np.ndarray, box: Sequence[float], colour=CROP_YELLOW) -> np.ndarray:
+    """``image`` ``[H, W, 3]`` with what lies outside ``box`` darkened and the box outlined."""
+    out = as_rgb_uint8(image).astype(np.float32)
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = _clip_box(box, w, h)
+    inside = np.zeros((h, w), bool)
+    inside[y0:y1, x0:x1] = True
+    out[~inside] *= 0.4
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, 2 if min(h, w) >= 96 else 1)
+    return out
 
 
 def _clip_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
