@@ -424,3 +424,155 @@ def test_num_classes_runs_a_forward_once():
     model = LoadedModel(module=Tiny(5).eval(), spec="x", preprocessing=Preprocessing(32, 36, IMAGENET_MEAN, IMAGENET_STD))
     assert num_classes(model) == 5
     assert model.extras["num_classes"] == 5
+
+
+# --------------------------------------------------------------------------- preprocessing recipes (issue 13)
+
+
+def test_squash_view_keeps_the_whole_image_and_maps_back():
+    pre = Preprocessing(64, 64, IMAGENET_MEAN, IMAGENET_STD, "squash")
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :10] = 255  # a white band along the left border
+    view = pre.view(image)
+    assert view.pixels.shape == (64, 64, 3)
+    assert view.pixels[:, 0].min() > 200  # the border survives: nothing is cropped
+    assert view.scale == (64 / 200, 64 / 100) and view.offset == (0.0, 0.0)
+    assert view.crop_box() == (0, 0, 200, 100)
+    assert view.box_to_original((0, 0, 32, 32)) == (0, 0, 100, 50)
+    back = view.to_original(np.ones((64, 64), np.float32))
+    assert back.shape == (100, 200) and back.min() == 1.0
+
+
+def test_short_side_centre_crop_maps_back():
+    pre = Preprocessing(64, 80, IMAGENET_MEAN, IMAGENET_STD)  # crop ratio 0.8
+    view = pre.view(np.zeros((100, 200, 3), np.uint8))
+    assert view.scale == (0.8, 0.8)
+    assert view.crop_box() == (60, 10, 140, 90)  # the centre 80 x 80 original pixels
+    assert pre.crop_ratio == 0.8
+    assert "centre 64x64 crop (80.0 % of the side)" in pre.describe()
+
+
+def test_with_changes_keeps_the_crop_ratio_and_records_provenance():
+    from visum.models.archives import no_crop_preprocessing
+
+    lite = load_model("efficientnet-lite0").preprocessing
+    assert lite.with_changes(input_size=112).resize_to == 128  # 112 / (224 / 256)
+    assert lite.with_changes(crop_ratio=1.0).resize_to == 224
+    assert lite.with_changes(input_size=112, crop_ratio=0.5).resize_to == 224
+    guess = no_crop_preprocessing(assumed=("input_size", "mean", "std"))
+    mine = guess.with_changes(input_size=96, mean=(0.5,) * 3, overridden=True)
+    assert mine.assumed == ("std",) and mine.overridden == ("input_size", "mean")
+    assert mine.provenance().endswith("assumed, as nothing declares them: std; set by the user: input_size, mean")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"crop_ratio": 0.0}, "crop ratio"), ({"crop_ratio": 1.5}, "crop ratio"), ({"resize": "stretch"}, "resize"),
+     ({"interpolation": "lanczos"}, "interpolation")],
+)
+def test_bad_preprocessing_overrides(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_model("efficientnet-lite0", **overrides)
+
+
+def test_classes_file_gives_any_model_names(tmp_path):
+    path = tmp_path / "tiny.pt"
+    _script(Tiny(), path)
+    assert load_model(str(path)).class_names is None
+    names = tmp_path / "names.txt"
+    names.write_text("apple\n\nbanana\ncherry\n")
+    model = load_model(str(path), classes=names)
+    assert model.class_names == ["apple", "banana", "cherry"]
+    assert resolve_target("banana", model.class_names, num_classes(model)) == 1
+    names.write_text("apple\nbanana\n")
+    with pytest.raises(ConfigError, match="names.txt: 2 class names for a model with 3 outputs"):
+        load_model(str(path), classes=names)
+    with pytest.raises(ConfigError, match="not found"):
+        load_model(str(path), classes=tmp_path / "missing.txt")
+
+
+def _export(module, path, batch=2, dynamic=True, size=32):
+    x = torch.randn(batch, 3, size, size)
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    torch.export.save(torch.export.export(module.eval(), (x,), dynamic_shapes=shapes), str(path))
+    return path
+
+
+def test_torch_export_archives(tmp_path):
+    torch.manual_seed(0)
+    tiny = Tiny().eval()
+    model = load_model(str(_export(tiny, tmp_path / "tiny.pt2")))
+    pre = model.preprocessing
+    assert (pre.input_size, pre.resize, pre.crop_ratio) == (32, "squash", 1.0)  # the size it was exported at
+    assert pre.assumed == ("mean", "std")
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(x), tiny(x))
+    assert model.fingerprint == load_model(str(tmp_path / "tiny.pt2")).fingerprint
+
+    single = load_model(str(_export(tiny, tmp_path / "one.pt2", batch=1, dynamic=False)))
+    assert single.extras["one_at_a_time"]  # exported for a batch of one: fed image by image
+    with torch.no_grad():
+        torch.testing.assert_close(single.module(x), tiny(x))
+    with pytest.raises(ConfigError, match="fixed batch of 4"):
+        load_model(str(_export(tiny, tmp_path / "four.pt2", batch=4, dynamic=False)))
+    with pytest.raises(ConfigError, match="carries its own weights"):
+        load_model(str(tmp_path / "tiny.pt2"), "w.pth")
+    state = tmp_path / "state.pt2"
+    torch.save(tiny.state_dict(), state)
+    with pytest.raises(ConfigError, match="not a torch.export archive"):
+        load_model(str(state))
+
+
+def test_timm_models_from_files_and_the_local_hub_cache(tmp_path, monkeypatch):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet10t", num_classes=7).eval()
+    weights = tmp_path / "r10t.safetensors"
+    save_file(reference.state_dict(), str(weights))
+    model = load_model("timm:resnet10t", str(weights))
+    assert num_classes(model) == 7 and model.class_names is None  # classes follow the file
+    x = torch.randn(1, 3, 176, 176)
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(x), reference(x))
+    assert model.preprocessing.source == "timm data config of the model"
+
+    with pytest.raises(ConfigError, match=r"not in the local Hugging Face cache.*--weights"):
+        load_model("timm:resnet10t")
+    with pytest.raises(ConfigError, match="did you mean"):
+        load_model("timm:resnet10q", "random")
+
+    import huggingface_hub.constants
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    save_file(timm.create_model("resnet10t").state_dict(), str(repo / "snapshots" / "0123abcd" / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    cached = load_model("timm:resnet10t")
+    assert cached.extras["hf_hub_id"] == "timm/resnet10t.c3_in1k" and num_classes(cached) == 1000
+    assert cached.class_names == imagenet_class_names()
+
+
+def test_factory_declares_its_preprocessing(tmp_path, monkeypatch):
+    name = _write_factory(tmp_path, monkeypatch, FACTORY + '''
+
+def declared():
+    m = Tiny()
+    m.preprocessing = {"input_size": 48, "crop_ratio": 0.75, "resize": "short-side", "mean": (0.5, 0.5, 0.5)}
+    return m
+
+def badly_declared():
+    m = Tiny()
+    m.preprocessing = {"size": 48}
+    return m
+''')
+    pre = load_model(f"{name}:declared").preprocessing
+    assert (pre.input_size, pre.resize_to, pre.resize, pre.mean) == (48, 64, "short-side", (0.5,) * 3)
+    assert pre.assumed == ("std",)
+    with pytest.raises(ConfigError, match="preprocessing attribute must be a dict"):
+        load_model(f"{name}:badly_declared")

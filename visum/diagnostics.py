@@ -58,7 +58,7 @@ class TargetShare:
 
     def advice(self, pre: Preprocessing) -> str:
         """The preprocessing the model saw, named as the first thing to check."""
-        source = f" [{pre.source}]" if pre.source else ""
+        source = f" [{pre.provenance()}]" if pre.provenance() else ""
         return (f"first check the preprocessing: the model saw {pre.describe()}{source}; "
                 f"change it with {PREPROCESSING_FLAGS}")
 

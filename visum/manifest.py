@@ -30,7 +30,9 @@ class PreprocessingRecord(_Record):
     interpolation: str
     mean: tuple[float, float, float] = Field(description="Normalisation mean, 0..1 units: x = (v / 255 - mean) / std.")
     std: tuple[float, float, float]
-    source: str = Field(description="Where the recipe came from: the model source's declaration, a default, the user's flags.")
+    source: str = Field(description="Where the recipe came from, in words: the model source's declaration or a default, the parts assumed, the user's overrides.")
+    assumed: list[str] = Field(default_factory=list, description="Parts no declaration gave: visum's guesses, the first to check.")
+    overridden: list[str] = Field(default_factory=list, description="Parts set by the user's flags or run.toml.")
     description: str = Field(description="The recipe in words.")
 
 
@@ -98,7 +100,8 @@ def preprocessing_record(pre) -> PreprocessingRecord:
     """The manifest's record of a :class:`visum.models.base.Preprocessing`."""
     return PreprocessingRecord(
         resize=pre.resize, resize_to=pre.resize_to, crop_ratio=round(pre.crop_ratio, 6), input_size=pre.input_size,
-        interpolation=pre.interpolation, mean=pre.mean, std=pre.std, source=pre.source, description=pre.describe(),
+        interpolation=pre.interpolation, mean=pre.mean, std=pre.std, source=pre.provenance(),
+        assumed=list(pre.assumed), overridden=list(pre.overridden), description=pre.describe(),
     )
 
 

@@ -227,7 +227,7 @@ class Pipeline:
         cfg = self.config
         share = target_share(probs.argmax(axis=1), target)
         names, pre = model.class_names, model.preprocessing
-        self.reporter.info(f"preprocessing: {pre.describe()} [{pre.source}]")
+        self.reporter.info(f"preprocessing: {pre.describe()} [{pre.provenance()}]")
         used = [im for im in images if cfg.keep_misclassified or int(probs[im.id].argmax()) == target]
         self.reporter.info(f"{share.classified} of {share.total} images are classified as the target; {len(used)} used")
         need = cfg.summaries.min_images

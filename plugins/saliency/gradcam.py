@@ -16,9 +16,9 @@ One forward and backward pass of the first image records, in execution order, ev
 convolution, BatchNorm and LayerNorm that runs (``nn`` modules, or the leaves of an
 unflattened ``torch.export`` program, recognised by the ATen op they run):
 
-- **vision transformers** — a *token layer*: a module that maps a token sequence
-  ``[B, T, D]`` to one of the same shape (a transformer block, a LayerNorm; not an
-  ``Identity`` or ``Dropout``), with ``T = P + gh * gw`` (``P`` prefix tokens: class,
+- **vision transformers** — a *token layer*: a LayerNorm, or a module with submodules that
+  maps a token sequence ``[B, T, D]`` to one of the same shape (a transformer block; not a
+  projection, an activation, an ``Identity`` or a ``Dropout``), with ``T = P + gh * gw`` (``P`` prefix tokens: class,
   distillation, registers; the grid ``gh x gw`` has the image's aspect ratio), running
   after the last convolution (the patch embedding). The last token layer *whose grid tokens
   receive gradient* is explained: in a class-token ViT the grid tokens reach the class
@@ -162,8 +162,9 @@ def find_cam_layer(
             return
         first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
         kind = kinds[id(module)]
-        if kind is None and output.ndim == 3 and first is not None and first.shape == output.shape:
-            kind = "tokens"  # a shape-preserving module on a sequence: a transformer block
+        if (kind is None and output.ndim == 3 and first is not None and first.shape == output.shape
+                and next(module.children(), None) is not None):
+            kind = "tokens"  # a shape-preserving container on a sequence: a transformer block
         if kind is None or any(r[2] is output for r in records):  # a container returning an inner output
             return
         if output.requires_grad:

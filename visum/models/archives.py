@@ -29,11 +29,13 @@ DEFAULT_INPUT_SIZE = 224
 NO_CROP_SOURCE = "no crop: the whole image squashed to the input size"
 
 
-def no_crop_preprocessing(input_size: int = DEFAULT_INPUT_SIZE, source: str = NO_CROP_SOURCE) -> Preprocessing:
+def no_crop_preprocessing(
+    input_size: int = DEFAULT_INPUT_SIZE, source: str = NO_CROP_SOURCE, assumed: tuple[str, ...] = ()
+) -> Preprocessing:
     """The default of models that declare nothing: squash to ``input_size``, no crop, ImageNet mean/std."""
     return Preprocessing(
         input_size=input_size, resize_to=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        resize="squash", interpolation="bilinear", source=source,
+        resize="squash", interpolation="bilinear", source=source, assumed=assumed,
     )
 
 
@@ -63,10 +65,8 @@ def load_torchscript(spec: str, weights: str | None):
 
         names = read_class_names(classes_file)
         extras["class_names_source"] = str(classes_file)
-    pre = no_crop_preprocessing(
-        source=f"TorchScript default ({NO_CROP_SOURCE}); the archive declares no input size: "
-        f"{DEFAULT_INPUT_SIZE} assumed, mean/std of ImageNet assumed"
-    )
+    pre = no_crop_preprocessing(source=f"TorchScript: the archive declares no preprocessing; visum's default, "
+                                f"{NO_CROP_SOURCE}", assumed=("input_size", "mean", "std"))
     return module, pre, names, hash_file(path), extras
 
 
@@ -123,11 +123,11 @@ def load_exported(spec: str, weights: str | None):
     if height is not None and width is not None:
         if height != width:
             raise ConfigError(f"{path}: exported for {height}x{width} inputs; visum feeds square views")
-        pre = no_crop_preprocessing(height, f"torch.export default ({NO_CROP_SOURCE}); input size from the program")
+        pre = no_crop_preprocessing(height, f"torch.export: input size from the program; visum's default, "
+                                    f"{NO_CROP_SOURCE}", assumed=("mean", "std"))
     else:
-        pre = no_crop_preprocessing(
-            source=f"torch.export default ({NO_CROP_SOURCE}); dynamic input size: {DEFAULT_INPUT_SIZE} assumed"
-        )
+        pre = no_crop_preprocessing(source=f"torch.export: dynamic input size; visum's default, {NO_CROP_SOURCE}",
+                                    assumed=("input_size", "mean", "std"))
     classes_file = path.with_name(path.name + ".classes.txt")
     names = None
     if classes_file.is_file():

@@ -102,8 +102,9 @@ class Preprocessing:
 
     ``mean`` and ``std`` are per channel in [0, 1] units (torchvision's convention), so
     EfficientNet-Lite's ``(x - 127) / 128`` on 0..255 pixels is ``mean = 127/255``,
-    ``std = 128/255``. ``source`` says where the recipe came from (a model's declaration,
-    a default, the user's flags); it is reported, not used.
+    ``std = 128/255``. Provenance is reported, never used: ``source`` says where the recipe
+    came from (the model's declaration, a default), ``assumed`` names the parts nothing
+    declared (visum guessed them), ``overridden`` the parts the user set.
     """
 
     input_size: int
@@ -113,6 +114,8 @@ class Preprocessing:
     resize: ResizeMode = "short-side"
     interpolation: Interpolation = "bilinear"
     source: str = field(default="", compare=False)
+    assumed: tuple[str, ...] = field(default=(), compare=False)
+    overridden: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -137,9 +140,13 @@ class Preprocessing:
         mean=None,
         std=None,
         source: str | None = None,
+        overridden: bool = False,
     ) -> "Preprocessing":
         """This recipe with some parts replaced. A new ``input_size`` keeps the crop ratio
-        unless ``crop_ratio`` is given too."""
+        unless ``crop_ratio`` is given too. With ``overridden`` the replaced parts are
+        recorded as the user's (and are no longer assumed)."""
+        given = [k for k, v in (("input_size", input_size), ("crop_ratio", crop_ratio), ("resize", resize),
+                                ("interpolation", interpolation), ("mean", mean), ("std", std)) if v is not None]
         size = int(input_size) if input_size is not None else self.input_size
         ratio = float(crop_ratio) if crop_ratio is not None else self.crop_ratio
         resize_to = self.resize_to if (size == self.input_size and crop_ratio is None) else resized_side(size, ratio)
@@ -152,7 +159,18 @@ class Preprocessing:
             mean=tuple(float(v) for v in (mean if mean is not None else self.mean)),
             std=tuple(float(v) for v in (std if std is not None else self.std)),
             source=self.source if source is None else source,
+            assumed=tuple(k for k in self.assumed if k not in given),
+            overridden=tuple(dict.fromkeys(self.overridden + tuple(given))) if overridden else self.overridden,
         )
+
+    def provenance(self) -> str:
+        """Where each part came from, in words: source, assumed parts, the user's overrides."""
+        text = [self.source] if self.source else []
+        if self.assumed:
+            text.append(f"assumed, as nothing declares them: {', '.join(self.assumed)}")
+        if self.overridden:
+            text.append(f"set by the user: {', '.join(self.overridden)}")
+        return "; ".join(text)
 
     def view(self, image: np.ndarray) -> View:
         """``image`` ``[H, W, 3]`` uint8 → the model's view ``[S, S, 3]`` uint8."""

@@ -433,8 +433,8 @@ def _declared_preprocessing(module: torch.nn.Module, spec: str) -> Preprocessing
     """The no-crop default, with whatever the module declares in its ``preprocessing`` dict."""
     declared = getattr(module, "preprocessing", None)
     if declared is None:
-        return no_crop_preprocessing(source="factory default (no crop: the whole image squashed to the input size); "
-                                     "the module declares no preprocessing: 224 and ImageNet mean/std assumed")
+        return no_crop_preprocessing(source="factory: the module declares no preprocessing; visum's no-crop default",
+                                     assumed=("input_size", "mean", "std"))
     if not isinstance(declared, dict) or set(declared) - set(OVERRIDABLE):
         raise ConfigError(
             f"model {spec!r}: its preprocessing attribute must be a dict with keys among {', '.join(OVERRIDABLE)}"
@@ -443,9 +443,10 @@ def _declared_preprocessing(module: torch.nn.Module, spec: str) -> Preprocessing
         _check_overrides(**{k: declared.get(k) for k in OVERRIDABLE})
     except ConfigError as e:
         raise ConfigError(f"model {spec!r}: declared preprocessing: {e}") from None
-    base = no_crop_preprocessing(int(declared.get("input_size") or no_crop_preprocessing().input_size))
+    base = no_crop_preprocessing(int(declared.get("input_size") or no_crop_preprocessing().input_size),
+                                 assumed=tuple(k for k in ("input_size", "mean", "std") if declared.get(k) is None))
     return base.with_changes(**{k: declared.get(k) for k in OVERRIDABLE if k != "input_size"},
-                             source=f"declared by the model {spec!r}")
+                             source=f"declared by the module ({', '.join(declared)}); the rest visum's no-crop default")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -491,11 +492,9 @@ def _check_overrides(input_size, crop_ratio, resize, interpolation, mean, std) -
 
 def _override(pre: Preprocessing, **overrides) -> Preprocessing:
     """``pre`` with the given parts replaced; ``source`` says which parts the user set."""
-    given = [k for k in OVERRIDABLE if overrides.get(k) is not None]
-    if not given:
+    if all(overrides.get(k) is None for k in OVERRIDABLE):
         return pre
-    source = f"{pre.source}; set by the user: {', '.join(given)}" if pre.source else f"set by the user: {', '.join(given)}"
-    return pre.with_changes(**{k: overrides.get(k) for k in OVERRIDABLE}, source=source)
+    return pre.with_changes(**{k: overrides.get(k) for k in OVERRIDABLE}, overridden=True)
 
 
 def _transforms_preprocessing(weights) -> Preprocessing:

@@ -73,15 +73,16 @@ CROP_YELLOW = (255, 214, 0)
 
 
 def outline_box(image: np.ndarray, box: Sequence[float], colour=CROP_YELLOW) -> np.ndarray:
-    """``image`` ``[H, W, 3]`` with what lies outside ``box`` darkened and the box outlined."""
+    """``image`` ``[H, W, 3]`` with what lies outside ``box`` dimmed and the box outlined just outside it
+    (the outline never hides the pixels the box keeps)."""
     out = as_rgb_uint8(image).astype(np.float32)
     h, w = out.shape[:2]
     x0, y0, x1, y1 = _clip_box(box, w, h)
     inside = np.zeros((h, w), bool)
     inside[y0:y1, x0:x1] = True
-    out[~inside] *= 0.4
+    out[~inside] *= 0.55
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, 2 if min(h, w) >= 96 else 1)
+    cv2.rectangle(out, (x0 - 1, y0 - 1), (x1, y1), colour, 1)
     return out
 
 
