@@ -4,10 +4,10 @@
 
 Each family is loaded the way a user would give it to visum (``load_model``): EfficientNet-Lite0
 with its ImageNet weights, the others with random weights from a file written on the spot
-(torchvision's zero-initialised heads are randomised, so that class scores depend on the
-image). Each method runs once with its **default options** on one 224x224 photo
-(scikit-image's ``chelsea``), explaining the class the model predicts; one torch thread.
-A method *works* when it returns a finite ``[1, 1, 224, 224]`` map in [0, 1]; a constant map
+(the classifier head random and rescaled so that the top class has a clear probability:
+a near-uniform random head leaves a mask optimisation nothing to delete). Each method runs once with its **default options** on one photo (scikit-image's
+``chelsea``) at the model's input size, explaining the class the model predicts; one torch
+thread. A method *works* when it returns a finite ``[1, 1, S, S]`` map in [0, 1]; a constant map
 is marked (a mask optimisation on random weights may find no evidence to delete); "how" says
 what it does on that family. Random weights make the timings meaningful and the maps not:
 quality is measured elsewhere (docs/saliency.md).
@@ -29,12 +29,37 @@ FAMILIES = ["efficientnet-lite0", "torchvision:resnet18", "torchvision:vit_b_16"
             "timm:vit_tiny_patch16_224", "TorchScript (resnet18)", "torch.export (resnet18)"]
 
 
+LOGIT_STD = 3.0  # a random head rescaled to this logit spread: the top class gets a clear probability
+
+
 def _randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights whose classifier head separates the classes on the photo.
+
+    A random head gives near-uniform probabilities over 1000 classes, and then a mask
+    optimisation (iebb, crisp) has no evidence to delete: its best mask is empty. The head is
+    drawn at random and rescaled so that the logits on the photo have a spread of
+    ``LOGIT_STD``.
+    """
     torch.manual_seed(seed)
-    for name, p in module.named_parameters():
-        if p.dim() >= 2 and ("head" in name or name.startswith("fc.")):
-            torch.nn.init.normal_(p, std=0.02)
-    return module.eval()
+    module.eval()
+    heads = [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    name, head = heads[-1]
+    torch.nn.init.normal_(head.weight, std=0.02)
+    torch.nn.init.zeros_(head.bias)
+    with torch.no_grad():
+        spread = float(module(photo_tensor()).std())
+        head.weight.mul_(LOGIT_STD / max(spread, 1e-8))
+    return module
+
+
+def photo_tensor() -> torch.Tensor:
+    """scikit-image's cat, 224x224, ImageNet-normalised (only used to scale random heads)."""
+    from skimage import data
+
+    from visum.models.imagenet import imagenet_preprocessing
+
+    pre = imagenet_preprocessing(224)
+    return pre.to_tensor([pre.view(data.chelsea()).pixels])
 
 
 def build(family: str, folder: Path):
@@ -120,7 +145,7 @@ def main() -> None:
                     s = component.explain(model.module, x, target)
                     seconds = time.perf_counter() - start
                     works = bool(torch.isfinite(s).all() and s.min() >= 0 and s.max() <= 1
-                                 and tuple(s.shape) == (1, 1, 224, 224))
+                                 and tuple(s.shape) == (1, 1, pre.input_size, pre.input_size))
                     constant = bool(s.std() == 0)
                     note = how(family, method, model, x, target)
                 except Exception as e:  # noqa: BLE001 - the table reports what fails
@@ -140,7 +165,7 @@ def main() -> None:
             mark = "yes*" if r["constant"] else "yes"
             cells.append(f"{mark}, {r['seconds']:.1f} s" if r["works"] else f"no: {r['how']}")
         print(f"| {family} | " + " | ".join(cells) + " |")
-    print("\n\\* a constant map: the optimisation found no evidence to delete in a random-weight model.")
+    print("\n\\* a constant map.")
     print("\n| model | gradcam layer | guided-backprop |\n|---|---|---|")
     for family in families:
         notes = {r["method"]: r["how"] for r in rows if r["family"] == family}

@@ -100,8 +100,20 @@ def test_the_imagenet_crop_fails_loudly_naming_the_preprocessing(border, tmp_pat
     assert f"only 0 of {N_FLAGGED} images (0 %) are classified as 'flagged' (0)" in msg
     assert f"the others went to 'plain' (1) x {N_FLAGGED}" in msg
     assert "at least 3 images" in msg
-    assert "first check the preprocessing" in msg and "centre 96x96 crop (88.1 % of the side)" in msg
+    assert "first check the preprocessing" in msg and "centre 96x96 crop (88.1 % of the short side)" in msg
     assert "--crop-ratio" in msg and "--keep-misclassified" in msg
+
+
+def test_too_few_images_of_a_well_classified_class_ask_for_more_not_for_preprocessing(border, tmp_path, capsys):
+    few = tmp_path / "few"
+    few.mkdir()
+    for path in sorted(border["images"].glob("*.png"))[:2]:
+        (few / path.name).write_bytes(path.read_bytes())
+    code, _, err = run_cli(capsys, "run", *_source_args(border, "factory"), "--images", few, "--target", "flagged",
+                           "--out", tmp_path / "out", "--quiet")
+    assert code == 2
+    assert "2 of 2 images (100 %) are classified as 'flagged' (0)" in err and "at least 3 images" in err
+    assert "give more images of the class" in err and "preprocessing" not in err
 
 
 def test_kept_misclassified_images_still_warn_in_terminal_manifest_and_report(border, tmp_path, capsys):

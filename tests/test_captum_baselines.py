@@ -28,7 +28,7 @@ from visum_plugins.saliency.captum_baselines import (
     blurred_baseline,
     occlusion_window,
 )
-from visum_plugins.saliency.gradcam import GradCAMOptions, GradCAMSaliency, last_conv_layer
+from visum_plugins.saliency.gradcam import GradCAMOptions, GradCAMSaliency, find_cam_layer
 from visum_plugins.saliency.gradient import normalise_by_quantile
 
 
@@ -237,7 +237,8 @@ def test_gradcam_finds_the_last_conv_and_honours_layer():
     model = _PatchModel()
     x = torch.randn(2, 3, H, W)
     target = torch.tensor([0, 1])
-    assert last_conv_layer(model, x) == ("conv2", model.conv2)
+    found = find_cam_layer(model, x, target, follow_batchnorm=False)
+    assert (found.name, found.module, found.grid) == ("conv2", model.conv2, None)
 
     def manual(layer):
         cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
@@ -267,9 +268,10 @@ def test_gradcam_layer_is_the_last_conv_that_runs_and_follows_batchnorm():
     model = WithAuxHead().eval()
     x = torch.randn(1, 3, 16, 16)
     assert [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)][-1] == "aux"
-    assert last_conv_layer(model, x)[0] == "trunk.0"
-    assert last_conv_layer(model, x, follow_batchnorm=True)[0] == "trunk.1"
-    assert last_conv_layer(_PatchModel(), torch.randn(1, 3, H, W), follow_batchnorm=True)[0] == "conv2"
+    one = torch.tensor([0])
+    assert find_cam_layer(model, x, one, follow_batchnorm=False).name == "trunk.0"
+    assert find_cam_layer(model, x, one, follow_batchnorm=True).name == "trunk.1"
+    assert find_cam_layer(_PatchModel(), torch.randn(1, 3, H, W), one, follow_batchnorm=True).name == "conv2"
 
     # Grad-CAM of a conv differs from Grad-CAM of conv+BN by a constant before the ReLU
     target = torch.tensor([1])
@@ -286,6 +288,47 @@ def test_gradcam_layer_is_the_last_conv_that_runs_and_follows_batchnorm():
     torch.testing.assert_close(s_default, s_bn)
     s_conv = GradCAMSaliency(GradCAMOptions(layer="trunk.0")).explain(model, x, target)
     torch.testing.assert_close(s_bare, s_conv)
+
+
+def test_gradcam_reads_activations_before_in_place_ops_as_captum_does():
+    """A ReLU(inplace=True) after the explained conv must not change the activations Grad-CAM reads."""
+
+    class InPlace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(5)
+            self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+            self.relu = torch.nn.ReLU(inplace=True)
+            self.fc = torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    model = InPlace().eval()
+    x, target = torch.randn(2, 3, 12, 12), torch.tensor([0, 2])
+    cam = LayerGradCam(model, model.conv).attribute(x, target=target, relu_attributions=True)
+    expected = normalise_by_quantile(LayerAttribution.interpolate(cam, (12, 12), "bilinear").clamp(min=0).detach(), 0.995)
+    torch.testing.assert_close(GradCAMSaliency().explain(model, x, target), expected)
+
+
+def test_gradcam_skips_a_layer_that_runs_twice_and_refuses_it_by_name():
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(6)
+            self.first = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.shared = torch.nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.shared(self.shared(self.first(x)).relu()).mean(dim=(2, 3)))
+
+    model = Twice().eval()
+    x = torch.randn(2, 3, 10, 10)
+    assert find_cam_layer(model, x, torch.tensor([0, 1])).name == "first"
+    assert GradCAMSaliency().explain(model, x, torch.tensor([0, 1])).shape == (2, 1, 10, 10)
+    with pytest.raises(ValueError, match="'shared' runs 2 times for a batch of 2"):
+        GradCAMSaliency(GradCAMOptions(layer="shared")).explain(model, x, torch.tensor([0, 1]))
 
 
 def test_gradcam_errors_are_clear():
@@ -399,8 +442,8 @@ def lite0():
 @pytest.mark.filterwarnings("ignore:Setting backward hooks")
 def test_efficientnet_lite0_gradcam_layer_and_guided_relu6(lite0):
     model, x, target = lite0
-    assert last_conv_layer(model, x)[0] == "_conv_head"
-    assert last_conv_layer(model, x, follow_batchnorm=True)[0] == "_bn1"
+    assert find_cam_layer(model, x, target, follow_batchnorm=False).name == "_conv_head"
+    assert find_cam_layer(model, x, target, follow_batchnorm=True).name == "_bn1"
     assert any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
     assert not any(type(m) is torch.nn.ReLU for m in model.modules())
     guided = GuidedBackpropReLU6(model).attribute(x.clone().requires_grad_(), target=target)

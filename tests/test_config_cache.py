@@ -17,7 +17,9 @@ def test_parse_opt_values_and_errors():
 
 def test_config_toml_round_trip(tmp_path):
     cfg = make_config({"saliency": "gradient", "seed": 7, "options": {"clusterer": {"preference": 0.3}},
-                       "model": {"spec": "efficientnet-lite0", "mean": (0.5, 0.5, 0.5)}})
+                       "model": {"spec": "efficientnet-lite0", "mean": (0.5, 0.5, 0.5), "crop_ratio": 1.0,
+                                 "resize": "squash", "interpolation": "bilinear", "classes": "names.txt"},
+                       "min_target_share": 0.3})
     dump_config(cfg, tmp_path / "run.toml")
     again = load_config(tmp_path / "run.toml")
     assert again == cfg
@@ -34,6 +36,9 @@ def test_config_errors_are_one_line(tmp_path):
         load_config(tmp_path / "x.toml")
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+    (tmp_path / "crop.toml").write_text("[model]\ncrop_ratio = 1.5\nresize = 'stretch'\n")
+    with pytest.raises(ConfigError, match=r"crop.toml: model.crop_ratio.*model.resize"):
+        load_config(tmp_path / "crop.toml")
 
 
 def test_cache_round_trip_atomicity_and_corruption(tmp_path):

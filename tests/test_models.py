@@ -449,7 +449,12 @@ def test_short_side_centre_crop_maps_back():
     assert view.scale == (0.8, 0.8)
     assert view.crop_box() == (60, 10, 140, 90)  # the centre 80 x 80 original pixels
     assert pre.crop_ratio == 0.8
-    assert "centre 64x64 crop (80.0 % of the side)" in pre.describe()
+    assert "centre 64x64 crop (80.0 % of the short side)" in pre.describe()
+    # crop ratio 1 with short-side still cuts the long side: never called "no crop"
+    whole_short = Preprocessing(64, 64, IMAGENET_MEAN, IMAGENET_STD)
+    assert whole_short.view(np.zeros((100, 200, 3), np.uint8)).crop_box() == (50, 0, 150, 100)
+    assert "the whole short side; the long side cut to it" in whole_short.describe()
+    assert "no crop" in Preprocessing(64, 64, IMAGENET_MEAN, IMAGENET_STD, "squash").describe()
 
 
 def test_with_changes_keeps_the_crop_ratio_and_records_provenance():
@@ -504,7 +509,7 @@ def test_torch_export_archives(tmp_path):
     model = load_model(str(_export(tiny, tmp_path / "tiny.pt2")))
     pre = model.preprocessing
     assert (pre.input_size, pre.resize, pre.crop_ratio) == (32, "squash", 1.0)  # the size it was exported at
-    assert pre.assumed == ("mean", "std")
+    assert pre.assumed == ("crop_ratio", "resize", "interpolation", "mean", "std")
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model.module(x), tiny(x))
@@ -537,7 +542,8 @@ def test_timm_models_from_files_and_the_local_hub_cache(tmp_path, monkeypatch):
     x = torch.randn(1, 3, 176, 176)
     with torch.no_grad():
         torch.testing.assert_close(model.module(x), reference(x))
-    assert model.preprocessing.source == "timm data config of the model"
+    assert model.preprocessing.source.startswith("timm data config of the model (input 176x176, crop_pct 0.875")
+    assert model.preprocessing.assumed == ()
 
     with pytest.raises(ConfigError, match=r"not in the local Hugging Face cache.*--weights"):
         load_model("timm:resnet10t")
@@ -563,16 +569,22 @@ def test_factory_declares_its_preprocessing(tmp_path, monkeypatch):
 
 def declared():
     m = Tiny()
-    m.preprocessing = {"input_size": 48, "crop_ratio": 0.75, "resize": "short-side", "mean": (0.5, 0.5, 0.5)}
+    m.visum_preprocessing = {"input_size": 48, "crop_ratio": 0.75, "resize": "short-side", "mean": (0.5, 0.5, 0.5)}
     return m
 
 def badly_declared():
     m = Tiny()
-    m.preprocessing = {"size": 48}
+    m.visum_preprocessing = {"size": 48}
+    return m
+
+def own_normalisation():  # a module of its own called `preprocessing` is not a declaration
+    m = Tiny()
+    m.preprocessing = torch.nn.Identity()
     return m
 ''')
     pre = load_model(f"{name}:declared").preprocessing
     assert (pre.input_size, pre.resize_to, pre.resize, pre.mean) == (48, 64, "short-side", (0.5,) * 3)
-    assert pre.assumed == ("std",)
-    with pytest.raises(ConfigError, match="preprocessing attribute must be a dict"):
+    assert pre.assumed == ("interpolation", "std")
+    with pytest.raises(ConfigError, match="visum_preprocessing attribute must be a mapping"):
         load_model(f"{name}:badly_declared")
+    assert load_model(f"{name}:own_normalisation").preprocessing.resize == "squash"

@@ -84,6 +84,18 @@ def test_gradcam_on_a_mean_pooled_vit_with_registers_takes_the_last_block():
     assert (layer.name, layer.grid) == ("blocks.1", (4, 14, 14))
 
 
+def test_gradcam_on_an_attention_pooled_vit_reads_the_patch_grid_not_the_pooled_token():
+    timm = pytest.importorskip("timm")
+    from visum_plugins.saliency.gradcam import GradCAMSaliency, find_cam_layer
+
+    torch.manual_seed(0)
+    model = _frozen(timm.create_model("vit_tiny_patch16_224", global_pool="map", class_token=False, depth=2))
+    x = torch.randn(1, 3, 224, 224)
+    layer = find_cam_layer(model, x, torch.tensor([3]))
+    assert layer.grid == (0, 14, 14) and not layer.name.startswith("attn_pool")
+    assert float(GradCAMSaliency().explain(model, x, torch.tensor([3])).std()) > 0
+
+
 def test_token_grid_and_reshape():
     from visum_plugins.saliency.gradcam import token_grid, tokens_to_grid
 
@@ -92,7 +104,9 @@ def test_token_grid_and_reshape():
     assert token_grid(196, 224, 224) == (0, 14, 14)
     assert token_grid(1 + 12 * 16, 192, 256) == (1, 12, 16)  # non-square: the grid follows the aspect
     assert token_grid(50, 224, 224) == (1, 7, 7)
-    assert token_grid(3, 224, 224) == (2, 1, 1)
+    assert token_grid(1, 224, 224) is None and token_grid(3, 224, 224) is None  # a pooled token is no grid
+    assert token_grid(197, 224, 224, grid=(14, 14)) == (1, 14, 14)  # the patch embedding's grid
+    assert token_grid(1, 224, 224, grid=(14, 14)) is None
     tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # 1 prefix + 2x2 grid, D = 3
     grid = tokens_to_grid(tokens, 1, 2, 2)
     assert grid.shape == (2, 3, 2, 2)
@@ -111,6 +125,25 @@ def test_gradcam_on_an_exported_program_equals_the_eager_model(tmp_path):
     x, target = torch.randn(3, 3, 96, 96), torch.tensor([0, 1, 0])
     torch.testing.assert_close(GradCAMSaliency().explain(loaded.module, x, target),
                                GradCAMSaliency().explain(eager, x, target))
+
+
+def test_gradcam_on_a_program_exported_for_batch_one_keeps_the_layer_names(tmp_path):
+    from byom import BorderNet
+
+    from visum.models.loading import load_model
+    from visum_plugins.saliency.gradcam import GradCAMOptions, GradCAMSaliency, find_cam_layer
+
+    torch.manual_seed(4)
+    eager = _frozen(BorderNet())
+    path = tmp_path / "one.pt2"
+    torch.export.save(torch.export.export(eager, (torch.zeros(1, 3, 96, 96),)), str(path))
+    loaded = load_model(str(path))
+    assert loaded.extras["one_at_a_time"]
+    x, target = torch.randn(3, 3, 96, 96), torch.tensor([1, 0, 1])
+    assert find_cam_layer(loaded.module, x, target).name == find_cam_layer(eager, x, target).name == "features.6"
+    for options in (GradCAMOptions(), GradCAMOptions(layer="features.3")):
+        torch.testing.assert_close(GradCAMSaliency(options).explain(loaded.module, x, target),
+                                   GradCAMSaliency(options).explain(eager, x, target), atol=1e-5, rtol=1e-4)
 
 
 def test_gradcam_refuses_torchscript_with_a_clear_message(tmp_path):

@@ -32,7 +32,8 @@ class ModelConfig(_Section):
     classes: Path | None = Field(None, description="A file of class names, one a line, for any model.")
     input_size: int | None = Field(None, gt=0, description="Override the model's input size (side of the square view).")
     crop_ratio: float | None = Field(None, gt=0, le=1, description="Override the centre crop: the share of the resized "
-                                     "image's side the model sees (1 = no crop, 0.875 = ImageNet's).")
+                                     "(short) side the model sees; 1 with resize = 'squash' is the whole image, 0.875 "
+                                     "is ImageNet's.")
     resize: Literal["short-side", "squash"] | None = Field(None, description="Override how the image is resized: "
                                                            "short side (aspect kept) or squashed to a square.")
     interpolation: Literal["bilinear", "bicubic", "nearest"] | None = Field(None, description="Override the resize interpolation.")

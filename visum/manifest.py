@@ -25,7 +25,7 @@ class PreprocessingRecord(_Record):
 
     resize: Literal["short-side", "squash"] = Field(description="short-side: the short side scaled to resize_to, aspect kept; squash: the whole image scaled to resize_to x resize_to.")
     resize_to: int = Field(description="Side after resizing, before the centre crop, pixels.")
-    crop_ratio: float = Field(description="input_size / resize_to: the share of the resized side the centre crop keeps (1 = no crop).")
+    crop_ratio: float = Field(description="input_size / resize_to: the share of the resized (short) side the centre crop keeps; 1 with squash = the whole image.")
     input_size: int = Field(description="Side of the square the model sees, pixels.")
     interpolation: str
     mean: tuple[float, float, float] = Field(description="Normalisation mean, 0..1 units: x = (v / 255 - mean) / std.")

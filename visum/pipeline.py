@@ -227,18 +227,21 @@ class Pipeline:
         cfg = self.config
         share = target_share(probs.argmax(axis=1), target)
         names, pre = model.class_names, model.preprocessing
-        self.reporter.info(f"preprocessing: {pre.describe()} [{pre.provenance()}]")
+        provenance = f" [{pre.provenance()}]" if pre.provenance() else ""
+        self.reporter.info(f"preprocessing: {pre.describe()}{provenance}")
         used = [im for im in images if cfg.keep_misclassified or int(probs[im.id].argmax()) == target]
         self.reporter.info(f"{share.classified} of {share.total} images are classified as the target; {len(used)} used")
         need = cfg.summaries.min_images
+        low = share.share < cfg.min_target_share
         if len(used) < need:
-            keep = "" if cfg.keep_misclassified else "; or keep the others with --keep-misclassified"
+            advice = f"; {share.advice(pre)}" if low else "; give more images of the class"
+            keep = "; or keep the others with --keep-misclassified" if low and not cfg.keep_misclassified else ""
             raise InputError(
                 f"{share.summary(names, model.spec)}: a visual summary needs parts from at least {need} images "
-                f"(summaries.min_images); {share.advice(pre)}{keep}"
+                f"(summaries.min_images){advice}{keep}"
             )
         warnings = []
-        if share.share < cfg.min_target_share:
+        if low:
             kept = " (kept anyway: --keep-misclassified)" if cfg.keep_misclassified else " (left out)"
             message = (f"{share.summary(names, model.spec)}{kept}, below min_target_share = {cfg.min_target_share:g}; "
                        f"{share.advice(pre)}")

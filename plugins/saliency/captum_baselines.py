@@ -73,7 +73,7 @@ from captum.attr import (
 from pydantic import Field, model_validator
 
 from visum import Component, Options, hookimpl
-from visum_plugins.saliency.gradient import gaussian_smooth, max_over_channels, normalise_by_quantile
+from visum_plugins.saliency.gradient import gaussian_smooth, max_over_channels, normalise_by_quantile, quantile_field
 
 __all__ = [
     "IntegratedGradientsOptions",
@@ -92,16 +92,6 @@ __all__ = [
     "occlusion_window",
     "register_saliency_methods",
 ]
-
-_QUANTILE_DESCRIPTION = (
-    "Each map is divided by this quantile of its own values, then clipped to [0, 1]; "
-    "1.0 divides by the maximum. Same convention as the 'gradient' plugin."
-)
-
-
-def _quantile_field() -> float:
-    return Field(default=0.995, gt=0.0, le=1.0, description=_QUANTILE_DESCRIPTION)
-
 
 # --------------------------------------------------------------------------- pure functions
 
@@ -218,7 +208,7 @@ class IntegratedGradientsOptions(Options):
             "for the class) or its absolute value (evidence for and against)."
         ),
     )
-    normalise_quantile: float = _quantile_field()
+    normalise_quantile: float = quantile_field()
 
 
 class IntegratedGradientsSaliency(Component):
@@ -274,7 +264,7 @@ class OcclusionOptions(Options):
         ge=1,
         description="Occluded copies per forward pass (Captum's perturbations_per_eval); speed/memory only.",
     )
-    normalise_quantile: float = _quantile_field()
+    normalise_quantile: float = quantile_field()
 
     @model_validator(mode="after")
     def _stride_fits_window(self):
@@ -336,7 +326,7 @@ class GuidedBackpropReLU6(GuidedBackprop):
 class GuidedBackpropOptions(Options):
     """Options of :class:`GuidedBackpropSaliency`."""
 
-    normalise_quantile: float = _quantile_field()
+    normalise_quantile: float = quantile_field()
 
 
 class GuidedBackpropSaliency(Component):
@@ -383,7 +373,7 @@ class SmoothGradOptions(Options):
         ge=1,
         description="Noisy copies per forward pass (Captum's nt_samples_batch_size); speed/memory only.",
     )
-    normalise_quantile: float = _quantile_field()
+    normalise_quantile: float = quantile_field()
 
 
 class SmoothGradSaliency(Component):

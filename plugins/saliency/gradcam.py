@@ -12,25 +12,34 @@ the map equals Captum's ``LayerGradCam`` followed by ``LayerAttribution.interpol
 
 Which layer
 -----------
-One forward and backward pass of the first image records, in execution order, every
-convolution, BatchNorm and LayerNorm that runs (``nn`` modules, or the leaves of an
-unflattened ``torch.export`` program, recognised by the ATen op they run):
+One forward and backward pass of the first image (once per model and input size) records,
+in execution order, every convolution, BatchNorm and LayerNorm that runs, and every block
+of a token sequence (``nn`` modules, or the leaves of an unflattened ``torch.export``
+program, recognised by the ATen op they run). A module that runs more than once per
+forward pass has no single activation to explain and is skipped.
 
 - **vision transformers** — a *token layer*: a LayerNorm, or a module with submodules that
   maps a token sequence ``[B, T, D]`` to one of the same shape (a transformer block; not a
-  projection, an activation, an ``Identity`` or a ``Dropout``), with ``T = P + gh * gw`` (``P`` prefix tokens: class,
-  distillation, registers; the grid ``gh x gw`` has the image's aspect ratio), running
-  after the last convolution (the patch embedding). The last token layer *whose grid tokens
-  receive gradient* is explained: in a class-token ViT the grid tokens reach the class
-  token for the last time through the last block's attention, so this is the last block's
-  first norm (``blocks.11.norm1`` in timm, ``encoder.layers.encoder_layer_11.ln_1`` in
-  torchvision); in a mean-pooled ViT it is the last block. Tokens become a map by dropping
-  the prefix and reshaping ``[B, gh*gw, D] -> [B, D, gh, gw]`` (:func:`tokens_to_grid`).
+  projection, an activation, an ``Identity`` or a ``Dropout``), running after the last
+  convolution (the patch embedding), with ``T = P + gh * gw``: ``P`` prefix tokens (class,
+  distillation, registers) and a grid ``gh x gw``, the patch embedding's output size (or,
+  without one, a grid of the image's aspect ratio of at least 4 cells). The last token
+  layer *whose grid tokens receive gradient* is explained: in a class-token ViT the grid
+  tokens reach the class token for the last time through the last block's attention, so
+  this is the last block's first norm (``blocks.11.norm1`` in timm,
+  ``encoder.layers.encoder_layer_11.ln_1`` in torchvision); in a mean-pooled ViT it is the
+  last block, or the final norm when it comes before the pooling. Tokens become a map by
+  dropping the prefix and reshaping ``[B, gh*gw, D] -> [B, D, gh, gw]``
+  (:func:`tokens_to_grid`).
 - **CNNs** — the last convolution that runs (skipping heads that eval mode does not run),
   or with ``follow_batchnorm`` the BatchNorm its output goes straight into (the conv with
   BN folded in: Grad-CAM of the bare conv differs by a spatially constant term,
   ``sum_k alpha_k (mu_k gamma_k / sigma_k - beta_k)``, that the ReLU turns into a flat
   floor or cut).
+
+The hooks hand a copy of the explained output downstream, so in-place operations after the
+layer (``ReLU(inplace=True)``, a residual ``+=``) cannot change the activations read (as
+Captum does).
 
 Option ``layer`` names any module (``model.named_modules()``) whose output is
 ``[B, C, h, w]`` or a token sequence. A TorchScript module cannot be hooked: Grad-CAM
@@ -40,13 +49,14 @@ needs the eager model, a factory, or a ``torch.export`` archive.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
 from pydantic import Field
 
 from visum import Component, Options, hookimpl
-from visum_plugins.saliency.gradient import normalise_by_quantile
+from visum_plugins.saliency.gradient import normalise_by_quantile, quantile_field
 
 __all__ = [
     "GradCAMOptions",
@@ -56,7 +66,6 @@ __all__ = [
     "tokens_to_grid",
     "token_grid",
     "find_cam_layer",
-    "last_conv_layer",
     "resolve_layer",
     "layer_kind",
     "register_saliency_methods",
@@ -64,8 +73,12 @@ __all__ = [
 
 #: most prefix tokens a ViT carries before its grid (class, distillation, up to 8 registers)
 MAX_PREFIX_TOKENS = 10
+#: fewest cells of a token grid guessed from the token count alone
+MIN_GRID_TOKENS = 4
 #: modules that change nothing at evaluation: never the layer Grad-CAM explains
 _NO_OPS = (torch.nn.Identity, torch.nn.Dropout)
+#: the default layer found for each model (and input size), so that batches do not search again
+_FOUND: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -80,19 +93,26 @@ def grad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
     return (alpha * activations).sum(dim=1, keepdim=True).clamp(min=0.0)
 
 
-def token_grid(tokens: int, height: int, width: int) -> tuple[int, int, int] | None:
+def token_grid(
+    tokens: int, height: int, width: int, grid: tuple[int, int] | None = None
+) -> tuple[int, int, int] | None:
     """``(prefix, gh, gw)`` with ``tokens = prefix + gh * gw`` and ``gh / gw = height / width``.
 
-    The fewest prefix tokens (at most :data:`MAX_PREFIX_TOKENS`) that leave a grid of the
-    image's aspect ratio; ``None`` if there is none (not a ViT token sequence).
+    With ``grid`` (the patch embedding's ``(gh, gw)``) the grid is that one when the rest
+    fits in :data:`MAX_PREFIX_TOKENS` prefix tokens. Otherwise: the fewest prefix tokens
+    that leave a grid of the image's aspect ratio and at least :data:`MIN_GRID_TOKENS`
+    cells (a pooled ``[B, 1, D]`` sequence is no grid). ``None`` if there is none.
     """
-    for prefix in range(0, min(MAX_PREFIX_TOKENS, tokens - 1) + 1):
+    if grid is not None:
+        prefix = tokens - grid[0] * grid[1]
+        return (prefix, grid[0], grid[1]) if 0 <= prefix <= MAX_PREFIX_TOKENS else None
+    for prefix in range(0, min(MAX_PREFIX_TOKENS, tokens - MIN_GRID_TOKENS) + 1):
         n = tokens - prefix
         gh = round(math.sqrt(n * height / width))
         if gh < 1 or n % gh:
             continue
         gw = n // gh
-        if abs(gh / gw - height / width) <= 1e-6 * max(1.0, height / width) or gh * width == gw * height:
+        if gh * width == gw * height or abs(gh / gw - height / width) <= 1e-6 * max(1.0, height / width):
             return prefix, gh, gw
     return None
 
@@ -144,107 +164,86 @@ def _refuse_torchscript(model: torch.nn.Module) -> None:
         )
 
 
+@dataclass
+class _Call:
+    """One hooked module call of the layer search."""
+
+    name: str
+    kind: str
+    output: torch.Tensor  # the module's own output, which nothing downstream can change in place
+    passed: torch.Tensor  # the copy handed downstream
+    input: torch.Tensor | None
+
+
 def find_cam_layer(
     model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, follow_batchnorm: bool = True
 ) -> CamLayer:
-    """The layer Grad-CAM explains by default (see the module docstring); one forward/backward of ``x[:1]``.
+    """The layer Grad-CAM explains by default (see the module docstring); one forward and one
+    backward pass of ``x[:1]``.
 
-    Shapes: ``x [B, C, H, W]``, ``target [B]``. Raises ``ValueError`` when the model has
-    neither a convolution nor a token LayerNorm that runs.
+    Only modules that run once per forward pass are candidates (a layer applied twice has no
+    single activation to explain). Shapes: ``x [B, C, H, W]``, ``target [B]``. Raises
+    ``ValueError`` when the model has neither a convolution nor a token layer that runs.
     """
     _refuse_torchscript(model)
     names = {id(m): n for n, m in model.named_modules()}
     kinds = {id(m): layer_kind(m) for m in model.modules() if not isinstance(m, _NO_OPS) and m is not model}
-    records: list[tuple[str, str, torch.Tensor, torch.Tensor | None]] = []  # name, kind, output, input
+    calls: list[_Call] = []
+    counts: dict[str, int] = {}
 
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor):
-            return
+            return None
+        name = names[id(module)]
+        counts[name] = counts.get(name, 0) + 1
         first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
         kind = kinds[id(module)]
         if (kind is None and output.ndim == 3 and first is not None and first.shape == output.shape
                 and next(module.children(), None) is not None):
             kind = "tokens"  # a shape-preserving container on a sequence: a transformer block
-        if kind is None or any(r[2] is output for r in records):  # a container returning an inner output
-            return
-        if output.requires_grad:
-            output.retain_grad()
-        records.append((names[id(module)], kind, output, first))
+        if kind is None or any(c.passed is output for c in calls):  # a container returning an inner output
+            return None
+        passed = output.clone()  # later in-place ops (ReLU(inplace=True), +=) change this copy only
+        calls.append(_Call(name, kind, output, passed, first))
+        return passed
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in kinds]
     h, w = x.shape[2:]
     try:
         with torch.enable_grad():
             xi = x[:1].detach().to(torch.float32).clone().requires_grad_(True)
-            logits = model(xi)
-            logits[0, int(target[0])].backward()
+            score = model(xi)[0, int(target[0])]
+            outputs = [c.output for c in calls if c.output.requires_grad]
+            found = torch.autograd.grad(score, outputs, allow_unused=True) if outputs else ()
+            grads = dict(zip(map(id, outputs), found))
     finally:
         for handle in handles:
             handle.remove()
-    convs = [i for i, r in enumerate(records) if r[1] == "conv"]
+    once = [c for c in calls if counts[c.name] == 1]
+    convs = [i for i, c in enumerate(once) if c.kind == "conv"]
+    patch_grid = tuple(once[convs[-1]].output.shape[2:]) if convs and once[convs[-1]].output.ndim == 4 else None
     tokens = []
-    for i, (name, kind, out, _) in enumerate(records):
-        if kind not in ("layernorm", "tokens") or out.ndim != 3 or out.grad is None:
+    for i, c in enumerate(once):
+        if c.kind not in ("layernorm", "tokens") or c.output.ndim != 3 or (convs and i < convs[-1]):
             continue
-        grid = token_grid(out.shape[1], h, w)
-        if grid is not None and float(out.grad[:, grid[0]:].abs().sum()) > 0:
+        grid = token_grid(c.output.shape[1], h, w, patch_grid) or token_grid(c.output.shape[1], h, w)
+        grad = grads.get(id(c.output))
+        if grid is not None and grad is not None and float(grad[:, grid[0]:].abs().sum()) > 0:
             tokens.append((i, grid))
-    try:
-        if tokens and (not convs or tokens[-1][0] > convs[-1]):
-            i, grid = tokens[-1]
-            return CamLayer(records[i][0], model.get_submodule(records[i][0]), grid)
-        if convs:
-            i = convs[-1]
-            name = records[i][0]
-            if follow_batchnorm:
-                out = records[i][2]
-                fed = [r[0] for r in records[i + 1 :] if r[1] == "batchnorm" and r[3] is out]
-                name = fed[0] if fed else name
-            return CamLayer(name, model.get_submodule(name))
-    finally:
-        records.clear()
+    if tokens:
+        i, grid = tokens[-1]
+        return CamLayer(once[i].name, model.get_submodule(once[i].name), grid)
+    if convs:
+        conv = once[convs[-1]]
+        name = conv.name
+        if follow_batchnorm:
+            fed = [c.name for c in once[convs[-1] + 1 :] if c.kind == "batchnorm" and c.input is conv.passed]
+            name = fed[0] if fed else name
+        return CamLayer(name, model.get_submodule(name))
     raise ValueError(
-        f"gradcam: the model ({type(model).__name__}) has no convolution or transformer token layer that runs; "
+        f"gradcam: the model ({type(model).__name__}) has no convolution or transformer token layer that runs once; "
         "pass option layer=<dotted module name> of a layer with [B, C, h, w] or [B, T, D] token output"
     )
-
-
-def last_conv_layer(
-    model: torch.nn.Module, x: torch.Tensor, follow_batchnorm: bool = False
-) -> tuple[str, torch.nn.Module]:
-    """The last convolution that runs on ``x[:1]`` (or the BatchNorm it feeds): ``(name, module)``."""
-    _refuse_torchscript(model)
-    if not any(layer_kind(m) == "conv" for m in model.modules()):
-        raise ValueError(
-            f"gradcam: the model ({type(model).__name__}) has no nn.Conv2d layer to explain; "
-            "pass option layer=<dotted module name> of a layer with [B, C, h, w] output"
-        )
-    names = {id(m): n for n, m in model.named_modules()}
-    ran: list[str] = []
-    last_out: list[torch.Tensor] = []
-    folded: dict[str, str] = {}
-
-    def conv_hook(module, _inp, out):
-        ran.append(names[id(module)])
-        last_out[:] = [out]
-
-    def bn_hook(module, inp, _out):
-        if ran and last_out and inp and inp[0] is last_out[0]:
-            folded[ran[-1]] = names[id(module)]
-
-    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if layer_kind(m) == "conv"]
-    if follow_batchnorm:
-        handles += [m.register_forward_hook(bn_hook) for m in model.modules() if layer_kind(m) == "batchnorm"]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-        last_out.clear()
-    name = ran[-1] if ran else [n for n, m in model.named_modules() if layer_kind(m) == "conv"][-1]
-    name = folded.get(name, name)
-    return name, model.get_submodule(name)
 
 
 def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -283,11 +282,7 @@ class GradCAMOptions(Options):
             "spatially constant offset that flattens the map after ReLU."
         ),
     )
-    normalise_quantile: float = Field(
-        default=0.995, gt=0.0, le=1.0,
-        description="Each map is divided by this quantile of its own values, then clipped to [0, 1]; "
-        "1.0 divides by the maximum. Same convention as the 'gradient' plugin.",
-    )
+    normalise_quantile: float = quantile_field()
 
 
 class GradCAMSaliency(Component):
@@ -307,24 +302,40 @@ class GradCAMSaliency(Component):
         o = self.options
         h, w = x.shape[2:]
         if o.layer is None:
-            layer = find_cam_layer(model, x, target, o.follow_batchnorm)
+            found = _FOUND.setdefault(model, {})
+            key = (h, w, o.follow_batchnorm)
+            if key not in found:  # one search per model and input size, not per batch
+                found[key] = find_cam_layer(model, x, target, o.follow_batchnorm)
+            layer = found[key]
         else:
             module = resolve_layer(model, o.layer)
             layer = CamLayer(o.layer, module)
         outputs: list[torch.Tensor] = []
-        handle = layer.module.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+
+        def keep(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                outputs.append(output)
+                return output.clone()  # downstream in-place ops change the copy, not the activations
+            return None
+
+        handle = layer.module.register_forward_hook(keep)
         try:
             with torch.enable_grad():
                 xi = x.detach().to(torch.float32).clone().requires_grad_(True)
-                logits = model(xi)
-                score = logits.gather(1, target.view(-1, 1)).sum()
-                if not outputs or not all(isinstance(o_, torch.Tensor) for o_ in outputs):
+                score = model(xi).gather(1, target.view(-1, 1)).sum()
+                if not outputs:
                     raise ValueError(f"gradcam: layer {layer.name!r} did not run or returned no tensor")
                 grads = torch.autograd.grad(score, outputs, allow_unused=True)
         finally:
             handle.remove()
-        acts = torch.cat([a.detach() for a in outputs]).to(torch.float32)
-        grads = torch.cat([torch.zeros_like(a) if g is None else g for a, g in zip(outputs, grads)]).to(torch.float32)
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(outputs, grads)]
+        if len(outputs) > 1 and sum(a.shape[0] for a in outputs) != x.shape[0]:
+            raise ValueError(
+                f"gradcam: layer {layer.name!r} runs {len(outputs)} times for a batch of {x.shape[0]}; pass option "
+                "layer= naming a layer that runs once per forward pass"
+            )
+        acts = torch.cat([a.detach() for a in outputs]).to(torch.float32)  # several calls: one image each
+        grads = torch.cat(grads).to(torch.float32)
         grid = layer.grid
         if acts.ndim == 3:
             grid = grid or token_grid(acts.shape[1], h, w)

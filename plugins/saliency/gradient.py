@@ -31,6 +31,7 @@ __all__ = [
     "max_over_channels",
     "gaussian_smooth",
     "normalise_by_quantile",
+    "quantile_field",
     "register_saliency_methods",
 ]
 
@@ -94,18 +95,23 @@ def normalise_by_quantile(s: torch.Tensor, q: float) -> torch.Tensor:
     return out.clamp_(0.0, 1.0).view(s.shape)
 
 
-class GradientOptions(Options):
-    """Options of :class:`Gradient`."""
-
-    normalise_quantile: float = Field(
+def quantile_field() -> float:
+    """The ``normalise_quantile`` option every heat-map plugin shares (:func:`normalise_by_quantile`)."""
+    return Field(
         default=0.995,
         gt=0.0,
         le=1.0,
         description=(
             "Each map is divided by this quantile of its own values, then clipped to [0, 1]; "
-            "1.0 divides by the maximum. Below 1 a few extreme gradients cannot darken the rest."
+            "1.0 divides by the maximum. Below 1 a few extreme values cannot darken the rest."
         ),
     )
+
+
+class GradientOptions(Options):
+    """Options of :class:`Gradient`."""
+
+    normalise_quantile: float = quantile_field()
     smooth_sigma: float = Field(
         default=0.0,
         ge=0.0,

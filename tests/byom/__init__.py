@@ -52,7 +52,7 @@ class BorderNet(nn.Module):
     """Three conv-ReLU blocks, global max pooling, a linear classifier: ``[B,3,96,96] -> [B,2]``."""
 
     class_names = CLASS_NAMES
-    preprocessing = {"input_size": SIZE, "mean": MEAN, "std": STD}
+    visum_preprocessing = {"input_size": SIZE, "mean": MEAN, "std": STD}
 
     def __init__(self) -> None:
         super().__init__()

@@ -54,22 +54,41 @@ class TqdmReporter:
         typer.echo(f"visum: warning: {message}", err=True)
 
 
-# The model flags every command that loads a model shares (declared once; `model_flags` collects them).
-MODEL_FLAGS = ("weights", "classes", "input_size", "crop_ratio", "resize", "interpolation", "mean", "std")
-Weights = Annotated[str | None, typer.Option("--weights", help="torchvision weights enum name (e.g. IMAGENET1K_V1), a state-dict or .safetensors file, or 'random'.")]
-Classes = Annotated[Path | None, typer.Option("--classes", help="File of class names, one a line, so that --target accepts names.")]
-InputSize = Annotated[int | None, typer.Option("--input-size", help="Preprocessing: side of the square the model sees, pixels.")]
-CropRatio = Annotated[float | None, typer.Option("--crop-ratio", help="Preprocessing: share of the resized image's side kept by the centre crop (1 = no crop, 0.875 = ImageNet's).")]
-Resize = Annotated[str | None, typer.Option("--resize", help="Preprocessing: 'short-side' (aspect kept) or 'squash' (whole image to a square).")]
-Interpolation = Annotated[str | None, typer.Option("--interpolation", help="Preprocessing: bilinear, bicubic or nearest.")]
-Mean = Annotated[str | None, typer.Option("--mean", help="Preprocessing: normalisation mean, 'r,g,b' in 0..1 units.")]
-Std = Annotated[str | None, typer.Option("--std", help="Preprocessing: normalisation std, 'r,g,b' in 0..1 units.")]
+# The model flags every command that loads a model shares, declared once: `with_model_flags` adds
+# them to a command, which receives them parsed as one `model_flags` dict (ModelConfig's keys).
+_MODEL_OPTIONS: dict[str, Any] = {
+    "weights": (str | None, typer.Option("--weights", help="torchvision weights enum name (e.g. IMAGENET1K_V1), a state-dict or .safetensors file, or 'random'.")),
+    "classes": (Path | None, typer.Option("--classes", help="File of class names, one a line, so that --target accepts names.")),
+    "input_size": (int | None, typer.Option("--input-size", help="Preprocessing: side of the square the model sees, pixels.")),
+    "crop_ratio": (float | None, typer.Option("--crop-ratio", help="Preprocessing: share of the resized (short) side kept by the centre crop; 1 with --resize squash feeds the whole image, 0.875 is ImageNet's.")),
+    "resize": (str | None, typer.Option("--resize", help="Preprocessing: 'short-side' (aspect kept) or 'squash' (whole image to a square).")),
+    "interpolation": (str | None, typer.Option("--interpolation", help="Preprocessing: bilinear, bicubic or nearest.")),
+    "mean": (str | None, typer.Option("--mean", help="Preprocessing: normalisation mean, 'r,g,b' in 0..1 units.")),
+    "std": (str | None, typer.Option("--std", help="Preprocessing: normalisation std, 'r,g,b' in 0..1 units.")),
+}
+MODEL_FLAGS = tuple(_MODEL_OPTIONS)
 
 
-def model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std) -> dict[str, Any]:
-    """The shared model flags as configuration values (``--mean``/``--std`` parsed)."""
-    return dict(weights=weights, classes=classes, input_size=input_size, crop_ratio=crop_ratio, resize=resize,
-                interpolation=interpolation, mean=_triple(mean, "--mean"), std=_triple(std, "--std"))
+def with_model_flags(command):
+    """Give a typer command the shared model flags; it receives them as ``model_flags`` (a dict of
+    configuration values, ``--mean``/``--std`` parsed), in place of its own ``model_flags`` parameter."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "model_flags"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, option])
+             for name, (kind, option) in _MODEL_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        given = {name: kwargs.pop(name, None) for name in MODEL_FLAGS}
+        given["mean"], given["std"] = _triple(given["mean"], "--mean"), _triple(given["std"], "--std")
+        return command(**kwargs, model_flags=given)
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
+    return wrapper
 
 
 def _config_from_flags(config_file: Path | None, flags: dict[str, Any], opts: list[str]):

@@ -8,16 +8,8 @@ from typing import Annotated
 import typer
 
 from visum.cli import (
-    Classes,
-    CropRatio,
-    InputSize,
-    Interpolation,
-    Mean,
-    Resize,
-    Std,
     TqdmReporter,
-    Weights,
-    model_flags,
+    with_model_flags,
     _config_from_flags,
     evaluate_app,
 )
@@ -30,17 +22,10 @@ DEFAULT_DELETION_METHODS = (
 
 
 @evaluate_app.command("deletion")
+@with_model_flags
 def evaluate_deletion_cmd(
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: Weights = None,
-    classes: Classes = None,
-    input_size: InputSize = None,
-    crop_ratio: CropRatio = None,
-    resize: Resize = None,
-    interpolation: Interpolation = None,
-    mean: Mean = None,
-    std: Std = None,
     target: str | None = typer.Option(None, "--target", help="A class for every image, 'predicted' (each image's top-1) or 'filename' (the integer ending each file name)."),
     methods: str = typer.Option(DEFAULT_DELETION_METHODS, "--methods", help="Comma-separated saliency plugins; NAME-thresh = NAME's mask binarised at the reference's area, per image."),
     reference: str = typer.Option("crisp", "--reference", help="Method whose per-image area the -thresh variants match."),
@@ -53,6 +38,7 @@ def evaluate_deletion_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute masks."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    model_flags: dict | None = None,
 ) -> None:
     """Sec. 4.1 / Table 2: relative drop of the target's probability when each method's mask is blurred away."""
     from visum.cache import Cache
@@ -60,7 +46,7 @@ def evaluate_deletion_cmd(
     from visum.evaluate.table2 import evaluate_deletion
 
     flags = dict(images=images, model=model, target=target, seed=seed, batch_size=batch_size,
-                 **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+                 **model_flags,
                  device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, [])
     cfg = _with_saliency_options(cfg, opt)

@@ -9,35 +9,20 @@ from pathlib import Path
 import typer
 
 from visum.cli import (
-    Classes,
-    CropRatio,
-    InputSize,
-    Interpolation,
-    Mean,
-    Resize,
-    Std,
     TqdmReporter,
-    Weights,
     _config_from_flags,
     app,
-    model_flags,
+    with_model_flags,
 )
 from visum.errors import ConfigError
 
 
 @app.command()
+@with_model_flags
 def run(
     images: Path | None = typer.Option(None, "--images", help="Folder of images of the target class (every file in it is used). Default: generate the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="efficientnet-lite0|1|2, torchvision:NAME (with --weights), timm:NAME, a TorchScript *.pt or torch.export *.pt2 file, package.module:factory, or 'parts' (default)."),
-    weights: Weights = None,
-    classes: Classes = None,
     target: str | None = typer.Option(None, "--target", help="Class to explain: index or name (e.g. 'tabby cat'). Default: the parts benchmark's main class."),
-    input_size: InputSize = None,
-    crop_ratio: CropRatio = None,
-    resize: Resize = None,
-    interpolation: Interpolation = None,
-    mean: Mean = None,
-    std: Std = None,
     saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (see `visum plugins`)."),
     proposer: str | None = typer.Option(None, "--proposer", help="Object proposal plugin."),
     matcher: str | None = typer.Option(None, "--matcher", help="Proposal matching plugin."),
@@ -55,6 +40,7 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    model_flags: dict | None = None,
 ) -> None:
     """Explain one class: saliency → regions → proposals → matching → pruning → clustering → scoring → summaries."""
     from visum.cache import Cache
@@ -62,7 +48,7 @@ def run(
 
     flags = dict(
         images=images, model=model, target=target,
-        **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+        **model_flags,
         saliency=saliency, proposer=proposer,
         matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed, batch_size=batch_size, device=device,
         workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
@@ -81,19 +67,12 @@ def run(
 
 
 @app.command()
+@with_model_flags
 def masks(
     saliency: str = typer.Option(..., "--saliency", help="Saliency plugin (see `visum plugins --kind saliency`)."),
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: Weights = None,
-    classes: Classes = None,
     target: str | None = typer.Option(None, "--target", help="Class to explain in every image: index or name."),
-    input_size: InputSize = None,
-    crop_ratio: CropRatio = None,
-    resize: Resize = None,
-    interpolation: Interpolation = None,
-    mean: Mean = None,
-    std: Std = None,
     opt: list[str] = typer.Option([], "--opt", help="Saliency option saliency.KEY=VALUE, repeatable."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default ./visum-out/masks-<timestamp>)."),
@@ -102,13 +81,14 @@ def masks(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    model_flags: dict | None = None,
 ) -> None:
     """Compute and save saliency masks alone: masks/NNNN.png (original size), .npy (model input size), manifest.json."""
     from visum.cache import Cache
     from visum.pipeline import Pipeline
 
     flags = dict(images=images, model=model, target=target, saliency=saliency, seed=seed,
-                 **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+                 **model_flags,
                  batch_size=batch_size, device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")

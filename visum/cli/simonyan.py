@@ -10,19 +10,11 @@ from pathlib import Path
 import typer
 
 from visum.cli import (
-    Classes,
-    CropRatio,
-    InputSize,
-    Interpolation,
-    Mean,
-    Resize,
-    Std,
     TqdmReporter,
-    Weights,
     _config_from_flags,
     app,
     evaluate_app,
-    model_flags,
+    with_model_flags,
 )
 from visum.errors import ConfigError
 
@@ -37,16 +29,9 @@ def _slug(text: str) -> str:
 
 
 @app.command()
+@with_model_flags
 def classviz(
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run` (default 'parts')."),
-    weights: Weights = None,
-    classes: Classes = None,
-    input_size: InputSize = None,
-    crop_ratio: CropRatio = None,
-    resize: Resize = None,
-    interpolation: Interpolation = None,
-    mean: Mean = None,
-    std: Std = None,
     target: list[str] = typer.Option([], "--target", help="Class index or name; repeatable. Default for 'parts': its main class."),
     iterations: int = typer.Option(200, "--iterations", min=0, help="Gradient ascent steps."),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Step size: mean change per pixel and step in 0..1 units with --step normalised, the gradient's factor with --step plain."),
@@ -63,6 +48,7 @@ def classviz(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    model_flags: dict | None = None,
 ) -> None:
     """Sec. 2: the image maximising S_c(I) - lambda ||I||^2 by gradient ascent from the zero image; a PNG per target."""
     from PIL import Image
@@ -77,8 +63,7 @@ def classviz(
     if display not in ("mean", "stretch"):
         raise ConfigError(f"bad --display '{display}': use 'mean' or 'stretch'")
     spec = model or "parts"
-    flags = model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std)
-    model_config = make_config({"model": {"spec": spec, **{k: v for k, v in flags.items() if v is not None}}}).model
+    model_config = make_config({"model": {"spec": spec, **{k: v for k, v in model_flags.items() if v is not None}}}).model
     loaded = load_configured_model(model_config, device=device)
     k = num_classes(loaded)
     names = [t for t in target if t.strip()]
@@ -125,18 +110,11 @@ def classviz(
 
 
 @app.command()
+@with_model_flags
 def localize(
     saliency: str = typer.Option(..., "--saliency", help="Saliency plugin whose maps seed the segmentation (see `visum plugins --kind saliency`)."),
     images: Path | None = typer.Option(None, "--images", help="Folder of images. Default: the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="Model specification, as for `visum run`."),
-    weights: Weights = None,
-    classes: Classes = None,
-    input_size: InputSize = None,
-    crop_ratio: CropRatio = None,
-    resize: Resize = None,
-    interpolation: Interpolation = None,
-    mean: Mean = None,
-    std: Std = None,
     target: str | None = typer.Option(None, "--target", help="A class for every image, 'predicted' (each image's top-1) or 'filename'."),
     method: str = typer.Option("grabcut", "--method", help="'grabcut' (Sec. 3.2) or 'threshold' (the map thresholded directly, regions-stage threshold)."),
     fg_quantile: float = typer.Option(0.95, "--fg-quantile", min=0.0, max=1.0, help="Foreground seeds: saliency above this quantile."),
@@ -150,6 +128,7 @@ def localize(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute masks."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    model_flags: dict | None = None,
 ) -> None:
     """Sec. 3.2: object box and mask per image from a saliency map by GraphCut; localization.json, masks/, overlays/."""
     import numpy as np
@@ -167,7 +146,7 @@ def localize(
     if bg_quantile > fg_quantile:
         raise ConfigError(f"--bg-quantile {bg_quantile} is above --fg-quantile {fg_quantile}")
     flags = {"images": images, "model": model, "target": target, "saliency": saliency, "seed": seed,
-             **model_flags(weights, classes, input_size, crop_ratio, resize, interpolation, mean, std),
+             **model_flags,
              "batch_size": batch_size, "device": device, "keep_misclassified": True}
     cfg = _config_from_flags(None, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("localize-%Y%m%d-%H%M%S")

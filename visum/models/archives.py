@@ -27,6 +27,8 @@ EXPORT_SUFFIXES = (".pt2",)
 #: the input size assumed when a model declares none
 DEFAULT_INPUT_SIZE = 224
 NO_CROP_SOURCE = "no crop: the whole image squashed to the input size"
+#: every part of a recipe, as named by the overrides: what is assumed when nothing is declared
+ALL_PARTS = ("input_size", "crop_ratio", "resize", "interpolation", "mean", "std")
 
 
 def no_crop_preprocessing(
@@ -66,19 +68,24 @@ def load_torchscript(spec: str, weights: str | None):
         names = read_class_names(classes_file)
         extras["class_names_source"] = str(classes_file)
     pre = no_crop_preprocessing(source=f"TorchScript: the archive declares no preprocessing; visum's default, "
-                                f"{NO_CROP_SOURCE}", assumed=("input_size", "mean", "std"))
+                                f"{NO_CROP_SOURCE}", assumed=ALL_PARTS)
     return module, pre, names, hash_file(path), extras
 
 
-class OneAtATime(torch.nn.Module):
-    """Runs a module exported for a batch of one on each image of a batch in turn."""
+def feed_one_at_a_time(module: torch.nn.Module) -> torch.nn.Module:
+    """Make ``module`` (exported for a batch of one) run each image of a batch in turn.
 
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
+    The instance's ``forward`` is wrapped in place rather than the module wrapped in another,
+    so its submodules keep their names: Grad-CAM's ``layer`` option reads as on the eager
+    model, and a hooked layer fires once per image.
+    """
+    single = module.forward
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.module(x[b : b + 1]) for b in range(x.shape[0])])
+    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return torch.cat([single(x[b : b + 1], *args, **kwargs) for b in range(x.shape[0])])
+
+    module.forward = forward
+    return module
 
 
 def exported_input_shape(program) -> list[int | None]:
@@ -86,8 +93,8 @@ def exported_input_shape(program) -> list[int | None]:
     users = list(program.graph_signature.user_inputs)
     if len(users) != 1:
         raise ConfigError(f"the exported program takes {len(users)} inputs; visum calls it with one image batch")
-    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == users[0])
-    val = node.meta.get("val")
+    node = next((n for n in program.graph.nodes if n.op == "placeholder" and n.name == users[0]), None)
+    val = node.meta.get("val") if node is not None else None
     if val is None or not hasattr(val, "shape"):
         return [None, None, None, None]
     return [int(d) if isinstance(d, int) else None for d in val.shape]
@@ -118,16 +125,16 @@ def load_exported(spec: str, weights: str | None):
                 f"{path}: exported for a fixed batch of {batch}; export with batch 1 or a dynamic batch "
                 "(dynamic_shapes=({0: torch.export.Dim('batch')},))"
             )
-        module = OneAtATime(module)
+        module = feed_one_at_a_time(module)
         extras["one_at_a_time"] = True
     if height is not None and width is not None:
         if height != width:
             raise ConfigError(f"{path}: exported for {height}x{width} inputs; visum feeds square views")
         pre = no_crop_preprocessing(height, f"torch.export: input size from the program; visum's default, "
-                                    f"{NO_CROP_SOURCE}", assumed=("mean", "std"))
+                                    f"{NO_CROP_SOURCE}", assumed=tuple(k for k in ALL_PARTS if k != "input_size"))
     else:
         pre = no_crop_preprocessing(source=f"torch.export: dynamic input size; visum's default, {NO_CROP_SOURCE}",
-                                    assumed=("input_size", "mean", "std"))
+                                    assumed=ALL_PARTS)
     classes_file = path.with_name(path.name + ".classes.txt")
     names = None
     if classes_file.is_file():

@@ -8,7 +8,8 @@ A model's :class:`Preprocessing` is its whole input recipe, declared by the mode
    ``resize_to x resize_to`` (aspect lost, nothing cut off: how most custom models are
    trained on whole images);
 2. **centre crop** — the central ``input_size x input_size`` pixels are kept (the *view*).
-   ``crop_ratio = input_size / resize_to``: 1 keeps the whole resized image, 0.875 is the
+   ``crop_ratio = input_size / resize_to``: with ``squash``, 1 keeps the whole image; with
+   ``short-side``, 1 keeps the whole short side and cuts the long side to it; 0.875 is the
    usual ImageNet crop;
 3. **normalise** — ``(v / 255 - mean) / std`` per channel.
 
@@ -213,18 +214,18 @@ class Preprocessing:
 
     def describe(self) -> str:
         """One line a person can check, e.g. ``short side resized to 256 px (bilinear), centre
-        224x224 crop (87.5 % of the side), mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)``."""
-        s = self.input_size
+        224x224 crop (87.5 % of the short side), mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)``."""
+        s, r = self.input_size, self.resize_to
         if self.resize == "squash":
-            how = f"whole image squashed to {self.resize_to}x{self.resize_to} px"
+            how = f"whole image squashed to {r}x{r} px ({self.interpolation})"
+            crop = "no crop" if r == s else f"centre {s}x{s} crop ({100 * self.crop_ratio:.1f} % of each side)"
         else:
-            how = f"short side resized to {self.resize_to} px"
-        crop = "no crop" if self.resize_to == s else f"centre {s}x{s} crop ({100 * self.crop_ratio:.1f} % of the side)"
-        if self.resize == "squash" and self.resize_to == s:
-            crop = "no crop"
+            how = f"short side resized to {r} px ({self.interpolation})"
+            crop = (f"centre {s}x{s} crop (the whole short side; the long side cut to it)" if r == s
+                    else f"centre {s}x{s} crop ({100 * self.crop_ratio:.1f} % of the short side)")
         mean = ", ".join(f"{v:.3g}" for v in self.mean)
         std = ", ".join(f"{v:.3g}" for v in self.std)
-        return f"{how} ({self.interpolation}), {crop}, mean ({mean}), std ({std})"
+        return f"{how}, {crop}, mean ({mean}), std ({std})"
 
 
 @dataclass

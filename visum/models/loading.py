@@ -22,7 +22,7 @@ Accepted specifications (``load_model(spec, weights)``):
 ``package.module:factory``
     ``factory()`` is imported and called and must return an ``nn.Module``; ``weights``, if
     given, is a state-dict file loaded into it. The module may declare ``class_names`` (a
-    list of strings) and ``preprocessing`` (a dict with any of ``input_size``,
+    list of strings) and ``visum_preprocessing`` (a mapping with any of ``input_size``,
     ``crop_ratio``, ``resize``, ``interpolation``, ``mean``, ``std``).
 
 Every source declares its whole preprocessing (:class:`~visum.models.base.Preprocessing`):
@@ -63,6 +63,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -71,7 +73,7 @@ import torch
 
 from visum.errors import ConfigError
 from visum.models import imagenet
-from visum.models.archives import is_archive_spec, load_archive, no_crop_preprocessing
+from visum.models.archives import ALL_PARTS, is_archive_spec, load_archive, no_crop_preprocessing
 from visum.models.base import INTERPOLATIONS, RESIZE_MODES, LoadedModel, Preprocessing, resized_side
 from visum.models.files import (
     existing_file,
@@ -93,7 +95,9 @@ _FACTORY_RE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*(?:\.
 _STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 _FINGERPRINT_VERSION = "visum-model/2"
 #: the parts of a preprocessing recipe a user can override, in the order they are reported
-OVERRIDABLE = ("input_size", "crop_ratio", "resize", "interpolation", "mean", "std")
+OVERRIDABLE = ALL_PARTS
+#: the attribute of a factory's module that declares its preprocessing (a mapping of OVERRIDABLE keys)
+DECLARED_PREPROCESSING = "visum_preprocessing"
 
 
 class _NoWeights:  # stands in for the weights enum of an architecture that has none
@@ -137,11 +141,10 @@ def load_model(
         loaded.module.eval()
         for p in loaded.module.parameters():
             p.requires_grad_(False)
-        if all(v is None for v in overrides.values()) and names_file is None:
-            return loaded
-        loaded.preprocessing = _override(loaded.preprocessing, **overrides)
-        loaded.fingerprint = _fingerprint(spec, f"parts:{loaded.fingerprint}", loaded.preprocessing)
-        if names_file is not None:
+        if any(v is not None for v in overrides.values()):
+            loaded.preprocessing = _override(loaded.preprocessing, **overrides)
+            loaded.fingerprint = _fingerprint(spec, f"parts:{loaded.fingerprint}", loaded.preprocessing)
+        if names_file is not None:  # names change no output: the fingerprint stays
             loaded.class_names = names_file
             loaded.extras["class_names_source"] = str(classes)
             _check_names(loaded)
@@ -333,7 +336,10 @@ def _load_torchvision(spec: str, weights: str | None):
         )
     extras: dict = {"source": "torchvision", "architecture": name}
     default_weights = getattr(enum_cls, "DEFAULT", None)
+    # weights from a file or random declare nothing: the architecture's default weights' recipe is a guess
     arch_pre = _transforms_preprocessing(default_weights) if default_weights else imagenet.imagenet_preprocessing()
+    arch_pre = replace(arch_pre, assumed=ALL_PARTS,
+                       source=f"the architecture's default recipe ({arch_pre.source}); the weights declare none")
 
     if weights == "random":
         module = tvm.get_model(name, weights=None)
@@ -430,21 +436,22 @@ def _load_factory(spec: str, weights: str | None):
 
 
 def _declared_preprocessing(module: torch.nn.Module, spec: str) -> Preprocessing:
-    """The no-crop default, with whatever the module declares in its ``preprocessing`` dict."""
-    declared = getattr(module, "preprocessing", None)
+    """The no-crop default, with whatever the module declares in its ``visum_preprocessing`` mapping."""
+    declared = getattr(module, DECLARED_PREPROCESSING, None)
     if declared is None:
         return no_crop_preprocessing(source="factory: the module declares no preprocessing; visum's no-crop default",
-                                     assumed=("input_size", "mean", "std"))
-    if not isinstance(declared, dict) or set(declared) - set(OVERRIDABLE):
+                                     assumed=ALL_PARTS)
+    if not isinstance(declared, Mapping) or set(declared) - set(OVERRIDABLE):
         raise ConfigError(
-            f"model {spec!r}: its preprocessing attribute must be a dict with keys among {', '.join(OVERRIDABLE)}"
+            f"model {spec!r}: its {DECLARED_PREPROCESSING} attribute must be a mapping with keys among "
+            f"{', '.join(OVERRIDABLE)}"
         )
     try:
         _check_overrides(**{k: declared.get(k) for k in OVERRIDABLE})
     except ConfigError as e:
         raise ConfigError(f"model {spec!r}: declared preprocessing: {e}") from None
     base = no_crop_preprocessing(int(declared.get("input_size") or no_crop_preprocessing().input_size),
-                                 assumed=tuple(k for k in ("input_size", "mean", "std") if declared.get(k) is None))
+                                 assumed=tuple(k for k in ALL_PARTS if declared.get(k) is None))
     return base.with_changes(**{k: declared.get(k) for k in OVERRIDABLE if k != "input_size"},
                              source=f"declared by the module ({', '.join(declared)}); the rest visum's no-crop default")
 
@@ -470,7 +477,8 @@ def _check_overrides(input_size, crop_ratio, resize, interpolation, mean, std) -
             raise ConfigError(f"input size {input_size!r} must be an integer of at least 16")
     if crop_ratio is not None:
         if isinstance(crop_ratio, bool) or not isinstance(crop_ratio, (int, float)) or not 0 < crop_ratio <= 1:
-            raise ConfigError(f"crop ratio {crop_ratio!r} must be a number in (0, 1]: 1 = no crop, 0.875 = ImageNet's")
+            raise ConfigError(f"crop ratio {crop_ratio!r} must be a number in (0, 1]: 1 keeps the whole resized short "
+                              "side (with squash the whole image), 0.875 is ImageNet's")
     if resize is not None and resize not in RESIZE_MODES:
         raise ConfigError(f"resize {resize!r} must be one of {', '.join(RESIZE_MODES)}")
     if interpolation is not None and interpolation not in INTERPOLATIONS:

@@ -16,7 +16,8 @@ Hugging Face repository it looks for in the cache. Weights:
 Preprocessing comes from timm's data configuration of the model
 (``timm.data.resolve_model_data_config``): input size, interpolation, mean, std,
 ``crop_pct`` (our crop ratio; the resized side is ``floor(S / crop_pct)`` as in timm) and
-``crop_mode`` (``center`` → short side, ``squash`` → squash; ``border`` is not supported).
+``crop_mode`` (``center`` → short side, ``squash`` → squash; ``border``, a letterbox, becomes
+squash and is reported as assumed).
 """
 
 from __future__ import annotations
@@ -42,18 +43,25 @@ def _timm():
 
 
 def timm_preprocessing(model) -> Preprocessing:
-    """The preprocessing timm's data configuration declares for ``model``."""
+    """The preprocessing timm's data configuration declares for ``model``.
+
+    A non-square input size (visum feeds square views) keeps its height, and crop mode
+    ``border`` (letterbox, which visum does not do) becomes ``squash``; both are reported as
+    assumed, and the flags override them.
+    """
     timm = _timm()
     cfg = timm.data.resolve_model_data_config(model)
     _, h, w = cfg["input_size"]
+    assumed = []
     if h != w:
-        raise ConfigError(f"timm model expects {h}x{w} inputs; visum feeds square views (give --input-size)")
+        assumed.append("input_size")
     mode = cfg.get("crop_mode", "center")
     if mode not in ("center", "squash"):
-        raise ConfigError(f"timm crop_mode {mode!r} is not supported; give --resize short-side or squash")
+        assumed.append("resize")
     interpolation = cfg.get("interpolation", "bilinear")
     if interpolation not in ("bilinear", "bicubic", "nearest"):
         interpolation = "bicubic"
+        assumed.append("interpolation")
     ratio = float(cfg.get("crop_pct", 0.875))
     return Preprocessing(
         input_size=int(h),
@@ -62,19 +70,24 @@ def timm_preprocessing(model) -> Preprocessing:
         std=tuple(float(v) for v in cfg["std"]),
         resize="short-side" if mode == "center" else "squash",
         interpolation=interpolation,
-        source="timm data config of the model",
+        source=f"timm data config of the model (input {h}x{w}, crop_pct {ratio:g}, crop_mode {mode})",
+        assumed=tuple(assumed),
     )
 
 
-def cached_hub_weights(hf_hub_id: str | None) -> Path | None:
-    """The weight file of ``hf_hub_id`` in the local Hugging Face cache, or ``None`` (no network)."""
+def cached_hub_weights(hf_hub_id: str | None, filename: str | None = None) -> Path | None:
+    """The weight file of ``hf_hub_id`` in the local Hugging Face cache, or ``None`` (no network).
+
+    ``filename`` is the configuration's ``hf_hub_filename`` when it names one; otherwise
+    timm's usual files are tried.
+    """
     if not hf_hub_id:
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    for filename in HUB_FILES:
+    for filename in ([filename] if filename else []) + list(HUB_FILES):
         found = try_to_load_from_cache(hf_hub_id, filename)
         if isinstance(found, str) and Path(found).is_file():
             return Path(found)
@@ -105,7 +118,7 @@ def load_timm(spec: str, weights: str | None):
         if weights is not None:
             path = existing_file(weights, spec)
         else:
-            path = cached_hub_weights(hub_id)
+            path = cached_hub_weights(hub_id, module.pretrained_cfg.get("hf_hub_filename"))
             if path is None:
                 raise ConfigError(
                     f"model {spec!r}: no --weights given and {hub_id or name} is not in the local Hugging Face "
@@ -114,7 +127,10 @@ def load_timm(spec: str, weights: str | None):
                 )
             extras["hf_hub_id"] = hub_id
         state = read_state_dict(path)
-        key = f"{module.pretrained_cfg.get('classifier', '')}.weight"
+        classifier = module.pretrained_cfg.get("classifier", "")
+        if isinstance(classifier, (list, tuple)):  # distilled models: ("head", "head_dist")
+            classifier = classifier[0] if classifier else ""
+        key = f"{classifier}.weight"
         if key in state and state[key].dim() >= 1 and int(state[key].shape[0]) != module.num_classes:
             module = build(num_classes=int(state[key].shape[0]))
         load_state(module, state, path, spec)
