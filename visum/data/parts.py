@@ -25,17 +25,22 @@ Everything is deterministic: :func:`make_dataset` seeds one generator per
 
 from __future__ import annotations
 
-import colorsys
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from visum.errors import InputError
+from visum.data.drawing import SUPERSAMPLE, background, circle, ellipse, fill, hsv, paint, rotate
+from visum.data.ground_truth import (  # noqa: F401  (re-exported: the parts benchmark's ground truth)
+    GROUND_TRUTH_DIR,
+    GROUND_TRUTH_JSON,
+    GroundTruth,
+    file_names,
+    load_ground_truth,
+    write_samples,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -70,12 +75,8 @@ CLASS_CHANGES: dict[int, tuple[str, str]] = {
     4: ("wing", "missing"),
 }
 
-GROUND_TRUTH_DIR = "ground_truth"
-GROUND_TRUTH_JSON = "ground_truth.json"
 
-_SS = 2  # supersampling factor of the renderer
-_SHIFT = 4  # fractional bits of cv2 polygon coordinates
-_ONE = 1 << _SHIFT
+_SS = SUPERSAMPLE  # supersampling factor of the renderer
 
 
 @dataclass(frozen=True)
@@ -97,98 +98,6 @@ class PartsSample:
         return CLASS_NAMES[self.label]
 
 
-@dataclass(frozen=True)
-class GroundTruth:
-    """The ground truth of one written image, as read back by :func:`load_ground_truth`."""
-
-    label: int
-    object_box: tuple[int, int, int, int]
-    part_masks: dict[str, np.ndarray]  # name -> [S, S] bool
-
-    @property
-    def class_name(self) -> str:
-        return CLASS_NAMES[self.label]
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _rgb(h: float, s: float, v: float) -> np.ndarray:
-    """Hue in degrees, saturation and value in [0, 1] → float RGB in 0..255."""
-    r, g, b = colorsys.hsv_to_rgb((h % 360.0) / 360.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
-    return np.array([r, g, b], dtype=np.float32) * 255.0
-
-
-def _circle(cx: float, cy: float, r: float, n: int = 40) -> np.ndarray:
-    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
-
-
-def _ellipse(cx: float, cy: float, ax: float, ay: float, angle: float = 0.0, n: int = 48) -> np.ndarray:
-    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    p = np.stack([ax * np.cos(t), ay * np.sin(t)], axis=1)
-    c, s = np.cos(angle), np.sin(angle)
-    return p @ np.array([[c, s], [-s, c]]) + np.array([cx, cy])
-
-
-def _rot(p: np.ndarray, angle: float, about) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    about = np.asarray(about, dtype=np.float64)
-    return (p - about) @ np.array([[c, s], [-s, c]]) + about
-
-
-def _fill(shape: tuple[int, int], polys: Sequence[np.ndarray]) -> np.ndarray:
-    """Rasterise polygons given in (hi-res) pixel coordinates into a bool mask."""
-    m = np.zeros(shape, dtype=np.uint8)
-    for p in polys:  # one at a time: fillPoly fills overlaps of several polygons even-odd
-        pts = np.round(np.asarray(p, dtype=np.float64) * _ONE - _ONE / 2).astype(np.int32)
-        cv2.fillPoly(m, [pts], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    return m.astype(bool)
-
-
-def _paint(canvas: np.ndarray, mask: np.ndarray, colour) -> None:
-    """Write ``colour`` (an RGB triple or an ``[H, W, 3]`` field) into ``canvas`` under ``mask``."""
-    colour = np.asarray(colour, dtype=np.float32)
-    if colour.ndim == 1:
-        canvas[mask] = colour
-    else:
-        canvas[mask] = colour[mask]
-
-
-# ------------------------------------------------------------------------- background
-
-
-def _background(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A textured background ``[n, n, 3]`` float32 in 0..255, moderately saturated, noise-free."""
-
-    def colour() -> np.ndarray:
-        return _rgb(rng.uniform(0, 360), rng.uniform(0.0, 0.45), rng.uniform(0.3, 0.95))
-
-    kind = int(rng.integers(3))
-    if kind < 2:
-        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
-    if kind == 0:  # linear gradient between two colours
-        a = rng.uniform(0, 2 * np.pi)
-        t = xx * np.cos(a) + yy * np.sin(a)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        c0, c1 = colour(), colour()
-        img = c0 + t[..., None] * (c1 - c0)
-    elif kind == 1:  # stripes, hard or soft, at a random angle and period
-        a = rng.uniform(0, np.pi)
-        period = rng.uniform(6, 26) / n
-        phase = (xx * np.cos(a) + yy * np.sin(a)) / period
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * phase)
-        if rng.random() < 0.5:
-            wave = (wave > 0.5).astype(np.float32)
-        c0, c1 = colour(), colour()
-        img = c0 + wave[..., None] * (c1 - c0)
-    else:  # blotchy colour noise: a coarse random field, smoothly upsampled
-        k = int(rng.integers(3, 10))
-        base = np.stack([colour() for _ in range(k * k)]).reshape(k, k, 3)
-        img = cv2.resize(base.astype(np.float32), (n, n), interpolation=cv2.INTER_CUBIC)
-    return np.clip(img, 0, 255).astype(np.float32)
-
-
 def _clutter(rng: np.random.Generator, canvas: np.ndarray) -> None:
     """Random shapes that share colours with the parts but never their shapes.
 
@@ -201,21 +110,21 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray) -> None:
         kind = int(rng.integers(5))
         if rng.random() < 0.4:  # a colour of some part, to make colour alone useless
             h = float(rng.choice([0.0, 40.0, 120.0, 220.0]) + rng.uniform(-12, 12))
-            col = _rgb(h, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
+            col = hsv(h, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
             if rng.random() < 0.25:
                 col = np.full(3, rng.uniform(215, 255), dtype=np.float32)  # white-ish
         else:
-            col = _rgb(rng.uniform(0, 360), rng.uniform(0, 1), rng.uniform(0.1, 1))
+            col = hsv(rng.uniform(0, 360), rng.uniform(0, 1), rng.uniform(0.1, 1))
         cx, cy = rng.uniform(0, n, size=2)
         if kind == 0:  # disc or ellipse
             r = rng.uniform(2.5, 14) * _SS
-            poly = _ellipse(cx, cy, r, r * rng.uniform(0.5, 1.0), rng.uniform(0, np.pi))
-            _paint(canvas, _fill(canvas.shape[:2], [poly]), col)
+            poly = ellipse(cx, cy, r, r * rng.uniform(0.5, 1.0), rng.uniform(0, np.pi))
+            paint(canvas, fill(canvas.shape[:2], [poly]), col)
         elif kind == 1:  # rotated rectangle
             w, h = rng.uniform(3, 24, size=2) * _SS
             poly = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
-            poly = _rot(poly, rng.uniform(0, np.pi), (0, 0)) + (cx, cy)
-            _paint(canvas, _fill(canvas.shape[:2], [poly]), col)
+            poly = rotate(poly, rng.uniform(0, np.pi), (0, 0)) + (cx, cy)
+            paint(canvas, fill(canvas.shape[:2], [poly]), col)
         elif kind == 2:  # straight stroke
             a, ln = rng.uniform(0, np.pi), rng.uniform(10, 50) * _SS
             d = np.array([np.cos(a), np.sin(a)]) * ln / 2
@@ -236,7 +145,7 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray) -> None:
             t = np.sort(rng.uniform(0, 2 * np.pi, size=k))
             r = rng.uniform(4, 14) * _SS * rng.uniform(0.7, 1.0, size=k)
             poly = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
-            _paint(canvas, _fill(canvas.shape[:2], [cv2.convexHull(poly.astype(np.float32))[:, 0]]), col)
+            paint(canvas, fill(canvas.shape[:2], [cv2.convexHull(poly.astype(np.float32))[:, 0]]), col)
 
 
 # ----------------------------------------------------------------------------- parrot
@@ -250,7 +159,7 @@ def _parrot_geometry(rng: np.random.Generator, label: int) -> dict[str, list[np.
     def jitter(polys, anchor, pos=0.015, ang=8.0):
         d = rng.uniform(-pos, pos, size=2)
         a = np.deg2rad(rng.uniform(-ang, ang))
-        return [_rot(p, a, anchor) + d for p in polys]
+        return [rotate(p, a, anchor) + d for p in polys]
 
     g: dict[str, list[np.ndarray]] = {}
 
@@ -270,8 +179,8 @@ def _parrot_geometry(rng: np.random.Generator, label: int) -> dict[str, list[np.
         g["tail"] = jitter(blades, root, ang=10)
 
     # body (ellipse) and head (disc): not a part, textured
-    g["body"] = [_ellipse(-0.04, 0.01, 0.33, 0.19, np.deg2rad(rng.uniform(-6, 6))),
-                 _circle(0.28 + rng.uniform(-0.01, 0.01), -0.10 + rng.uniform(-0.01, 0.01), 0.16)]
+    g["body"] = [ellipse(-0.04, 0.01, 0.33, 0.19, np.deg2rad(rng.uniform(-6, 6))),
+                 circle(0.28 + rng.uniform(-0.01, 0.01), -0.10 + rng.uniform(-0.01, 0.01), 0.16)]
 
     # wing: a striped chevron pointing forwards, on the body
     if label != 4:
@@ -282,8 +191,8 @@ def _parrot_geometry(rng: np.random.Generator, label: int) -> dict[str, list[np.
     # eye: a white disc with a dark pupil on the head
     if label != 1:
         c = np.array([0.32, -0.14]) + rng.uniform(-0.01, 0.01, size=2)
-        g["eye"] = [_circle(c[0], c[1], 0.068)]
-        g["pupil"] = [_circle(c[0] + 0.012, c[1], rng.uniform(0.028, 0.036))]
+        g["eye"] = [circle(c[0], c[1], 0.068)]
+        g["pupil"] = [circle(c[0] + 0.012, c[1], rng.uniform(0.028, 0.036))]
 
     # beak: a triangle in front of the head; class 2 has a blue square instead
     if label == 2:
@@ -298,14 +207,14 @@ def _parrot_geometry(rng: np.random.Generator, label: int) -> dict[str, list[np.
 
 def _object_colours(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
-        "body": _rgb(rng.uniform(-15, 8), rng.uniform(0.7, 0.95), rng.uniform(0.65, 0.92)),
+        "body": hsv(rng.uniform(-15, 8), rng.uniform(0.7, 0.95), rng.uniform(0.65, 0.92)),
         "eye": np.full(3, rng.uniform(238, 255), dtype=np.float32),
         "pupil": np.full(3, rng.uniform(5, 35), dtype=np.float32),
-        "beak0": _rgb(rng.uniform(22, 32), rng.uniform(0.85, 1.0), rng.uniform(0.9, 1.0)),
-        "beak1": _rgb(rng.uniform(45, 55), rng.uniform(0.8, 1.0), rng.uniform(0.95, 1.0)),
-        "tail": _rgb(rng.uniform(210, 232), rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.95)),
-        "square": _rgb(rng.uniform(210, 232), rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.95)),
-        "wing": _rgb(rng.uniform(95, 130), rng.uniform(0.7, 1.0), rng.uniform(0.65, 0.9)),
+        "beak0": hsv(rng.uniform(22, 32), rng.uniform(0.85, 1.0), rng.uniform(0.9, 1.0)),
+        "beak1": hsv(rng.uniform(45, 55), rng.uniform(0.8, 1.0), rng.uniform(0.95, 1.0)),
+        "tail": hsv(rng.uniform(210, 232), rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.95)),
+        "square": hsv(rng.uniform(210, 232), rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.95)),
+        "wing": hsv(rng.uniform(95, 130), rng.uniform(0.7, 1.0), rng.uniform(0.65, 0.9)),
     }
 
 
@@ -317,7 +226,7 @@ def render_sample(rng: np.random.Generator, label: int, size: int = 128) -> Part
         raise ValueError(f"size must be at least 32 pixels, got {size}")
     label = int(label)
     n = size * _SS
-    canvas = cv2.resize(_background(rng, size), (n, n), interpolation=cv2.INTER_LINEAR)
+    canvas = cv2.resize(background(rng, size), (n, n), interpolation=cv2.INTER_LINEAR)
     _clutter(rng, canvas)
 
     geom = _parrot_geometry(rng, label)
@@ -353,7 +262,7 @@ def render_sample(rng: np.random.Generator, label: int, size: int = 128) -> Part
     masks: dict[str, np.ndarray] = {}
     # drawing order: tail, body, wing, eye (+pupil), beak / square
     for layer, polys in geom.items():
-        m = _fill(shape, [to_px(p) for p in polys])
+        m = fill(shape, [to_px(p) for p in polys])
         for other in masks:  # later layers cover earlier ones
             masks[other] &= ~m
         masks[layer] = m
@@ -418,117 +327,9 @@ def make_dataset(n_per_class: int, seed: int, size: int = 128, labels: Sequence[
 
 def sample_file_names(samples: Sequence[PartsSample]) -> list[str]:
     """The file names :func:`write_dataset` gives ``samples``: ``<class>_<i:04d>.png``, ``i`` counted per class."""
-    counts: dict[int, int] = {}
-    names = []
-    for smp in samples:
-        i = counts.get(smp.label, 0)
-        counts[smp.label] = i + 1
-        names.append(f"{CLASS_NAMES[smp.label]}_{i:04d}.png")
-    return names
-
-
-def _bbox(mask: np.ndarray) -> list[int] | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-
-
-def _previously_written(gt_dir: Path) -> set[str]:
-    try:
-        images = json.loads((gt_dir / GROUND_TRUTH_JSON).read_text())["images"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    if not isinstance(images, dict):
-        return set()
-    # only plain file names of the benchmark's own pattern, never paths
-    return {n for n in images if isinstance(n, str) and "/" not in n and "\\" not in n
-            and n.endswith(".png") and n.rsplit("_", 1)[0] in CLASS_NAMES}
+    return file_names([smp.label for smp in samples], CLASS_NAMES)
 
 
 def write_dataset(samples: Sequence[PartsSample], folder: Path) -> list[Path]:
-    """Write ``samples`` as PNGs directly in ``folder`` and their ground truth in ``folder/ground_truth``.
-
-    ``folder/ground_truth`` holds one label map ``<image stem>.png`` per image (uint8,
-    ``0`` = background, ``k`` = ``PART_NAMES[k - 1]``) and ``ground_truth.json`` with every
-    image's label, class name, object box and part boxes (``null`` for absent parts).
-    Nothing but the images is written directly in ``folder``, so it can be given to
-    ``visum run`` as it is. Writing again into the same folder replaces the earlier
-    benchmark images (those listed in its ``ground_truth.json``); any other file directly in
-    ``folder`` is refused, since visum would take it for an input image. Returns the image
-    paths, in the order of ``samples``.
-    """
-    folder = Path(folder)
-    names = sample_file_names(samples)
-    folder.mkdir(parents=True, exist_ok=True)
-    gt_dir = folder / GROUND_TRUTH_DIR
-    previous = _previously_written(gt_dir)  # images an earlier write_dataset put here
-    keep = set(names) | {GROUND_TRUTH_DIR}
-    strays = sorted(p.name for p in folder.iterdir() if p.name not in keep and p.name not in previous)
-    if strays:
-        raise InputError(f"{folder}: will not write the parts benchmark into a folder holding other files "
-                         f"(e.g. {strays[0]}); use an empty folder")
-    for name in sorted(previous - set(names)):  # stale images of an earlier, larger write
-        (folder / name).unlink(missing_ok=True)
-        (gt_dir / name).unlink(missing_ok=True)
-    gt_dir.mkdir(exist_ok=True)
-    index = {
-        "classes": list(CLASS_NAMES),
-        "parts": list(PART_NAMES),
-        "label_map": "ground_truth/<image stem>.png: 0 = background, k = parts[k - 1]",
-        "images": {},
-    }
-    paths = []
-    for smp, name in zip(samples, names):
-        path = folder / name
-        Image.fromarray(smp.image).save(path)
-        lm = np.zeros(smp.image.shape[:2], dtype=np.uint8)
-        for k, part in enumerate(PART_NAMES, start=1):
-            lm[smp.part_masks[part]] = k
-        Image.fromarray(lm).save(gt_dir / name)
-        index["images"][name] = {
-            "label": smp.label,
-            "class": CLASS_NAMES[smp.label],
-            "object_box": list(smp.object_box),
-            "parts": {part: _bbox(smp.part_masks[part]) for part in PART_NAMES},
-        }
-        paths.append(path)
-    tmp = gt_dir / (GROUND_TRUTH_JSON + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    tmp.replace(gt_dir / GROUND_TRUTH_JSON)
-    return paths
-
-
-def load_ground_truth(folder: Path) -> dict[str, GroundTruth]:
-    """Read what :func:`write_dataset` wrote, keyed by image file name.
-
-    ``folder`` is the image folder (or its ``ground_truth`` subfolder itself).
-    """
-    folder = Path(folder)
-    gt_dir = folder / GROUND_TRUTH_DIR
-    if not (gt_dir / GROUND_TRUTH_JSON).is_file() and (folder / GROUND_TRUTH_JSON).is_file():
-        gt_dir = folder
-    index_path = gt_dir / GROUND_TRUTH_JSON
-    try:
-        index = json.loads(index_path.read_text())
-        images = index["images"]
-        parts = index.get("parts", PART_NAMES)
-    except FileNotFoundError:
-        raise InputError(f"{index_path}: no parts-benchmark ground truth here") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{index_path}: not a valid parts-benchmark ground truth ({e})") from None
-    out: dict[str, GroundTruth] = {}
-    for name, entry in images.items():
-        lm_path = gt_dir / name
-        try:
-            lm = np.asarray(Image.open(lm_path))
-        except (OSError, ValueError) as e:
-            raise InputError(f"{lm_path}: cannot read the label map ({e})") from None
-        if lm.ndim != 2:
-            raise InputError(f"{lm_path}: a label map must be a single-channel image")
-        out[name] = GroundTruth(
-            label=int(entry["label"]),
-            object_box=tuple(int(v) for v in entry["object_box"]),
-            part_masks={part: lm == k for k, part in enumerate(parts, start=1)},
-        )
-    return out
+    """Write ``samples`` with their ground truth (:func:`visum.data.ground_truth.write_samples`)."""
+    return write_samples(samples, folder, CLASS_NAMES, PART_NAMES)
