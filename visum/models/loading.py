@@ -16,6 +16,9 @@ Accepted specifications (``load_model(spec, weights)``):
     follows its last layer); or ``random`` (benchmarks only).
 ``timm:NAME``
     any timm architecture (:mod:`visum.models.timm_models`).
+``world:NAME/ARCH``
+    a model of the worlds benchmark (``cnn``, ``resnet`` or ``vit`` trained on world ``NAME``;
+    :mod:`visum.benchmark.train`), trained on first use and cached.
 ``path/to/model.pt`` (or ``.pth``) | ``path/to/model.pt2``
     a TorchScript archive, or a ``torch.export`` archive (:mod:`visum.models.archives`).
     Class names come from ``model.pt.classes.txt`` beside it when it exists.
@@ -87,9 +90,11 @@ from visum.models.files import (
 from visum.models.timm_models import PREFIX as TIMM_PREFIX
 from visum.models.timm_models import load_timm
 
+WORLD_PREFIX = "world:"  # visum.benchmark.train: a model trained on a world, cached
+
 ACCEPTED_FORMS = (
-    "'parts', 'efficientnet-lite0|1|2', 'torchvision:NAME', 'timm:NAME', a TorchScript file 'path.pt', "
-    "a torch.export file 'path.pt2', or 'package.module:factory'"
+    "'parts', 'efficientnet-lite0|1|2', 'torchvision:NAME', 'timm:NAME', 'world:NAME/cnn|resnet|vit', "
+    "a TorchScript file 'path.pt', a torch.export file 'path.pt2', or 'package.module:factory'"
 )
 _FACTORY_RE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 _STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -156,6 +161,12 @@ def load_model(
         model = _load_torchvision(spec, weights)
     elif spec.startswith(TIMM_PREFIX):
         model = load_timm(spec, weights)
+    elif spec.startswith(WORLD_PREFIX):
+        from visum.benchmark.train import load_world_model
+
+        if weights is not None:
+            raise ConfigError(f"model {spec!r}: a world model is trained by visum; do not give weights")
+        model = load_world_model(spec)
     elif is_archive_spec(spec):
         model = load_archive(spec, weights)
     elif _FACTORY_RE.match(spec):
