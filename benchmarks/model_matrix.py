@@ -42,6 +42,9 @@ def _randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """
     torch.manual_seed(seed)
     module.eval()
+    for m in module.modules():  # timm and torchvision zero-initialise some residual BatchNorms
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(m.weight)
     heads = [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     name, head = heads[-1]
     torch.nn.init.normal_(head.weight, std=0.02)

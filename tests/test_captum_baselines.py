@@ -311,6 +311,40 @@ def test_gradcam_reads_activations_before_in_place_ops_as_captum_does():
     torch.testing.assert_close(GradCAMSaliency().explain(model, x, target), expected)
 
 
+def test_gradcam_takes_the_block_when_the_last_conv_is_on_a_residual_branch():
+    """A block whose shortcut (conv + BN) runs after the main branch, as in timm's ResNets."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(6)
+            self.shortcut = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.BatchNorm2d(6))
+
+        def forward(self, x):
+            main = self.bn(self.conv(x))
+            return (main + self.shortcut(x)).relu()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(8)
+            self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.block = Block()
+            self.fc = torch.nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.fc(self.block(self.stem(x).relu()).mean(dim=(2, 3)))
+
+    from visum_plugins.saliency.gradcam import is_cut
+
+    model = Net().eval()
+    x = torch.randn(1, 3, 12, 12)
+    assert not is_cut(model, x, model.block.shortcut[1]) and not is_cut(model, x, model.block.bn)
+    assert is_cut(model, x, model.block) and is_cut(model, x, model.stem)
+    assert find_cam_layer(model, x, torch.tensor([0])).name == "block"
+
+
 def test_gradcam_skips_a_layer_that_runs_twice_and_refuses_it_by_name():
     class Twice(torch.nn.Module):
         def __init__(self):

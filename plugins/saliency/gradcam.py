@@ -35,7 +35,10 @@ forward pass has no single activation to explain and is skipped.
   or with ``follow_batchnorm`` the BatchNorm its output goes straight into (the conv with
   BN folded in: Grad-CAM of the bare conv differs by a spatially constant term,
   ``sum_k alpha_k (mu_k gamma_k / sigma_k - beta_k)``, that the ReLU turns into a flat
-  floor or cut).
+  floor or cut). When that layer lies on a residual branch, so that the block's output does
+  not wholly flow through it (the last BatchNorm of a ResNet block, or a shortcut's that
+  runs last), the closest enclosing module through which everything flows is explained:
+  the block (:func:`is_cut`).
 
 The hooks hand a copy of the explained output downstream, so in-place operations after the
 layer (``ReLU(inplace=True)``, a residual ``+=``) cannot change the activations read (as
@@ -66,6 +69,7 @@ __all__ = [
     "tokens_to_grid",
     "token_grid",
     "find_cam_layer",
+    "is_cut",
     "resolve_layer",
     "layer_kind",
     "register_saliency_methods",
@@ -239,11 +243,44 @@ def find_cam_layer(
         if follow_batchnorm:
             fed = [c.name for c in once[convs[-1] + 1 :] if c.kind == "batchnorm" and c.input is conv.passed]
             name = fed[0] if fed else name
+        if not is_cut(model, x[:1], model.get_submodule(name)):  # on a residual branch: take its block
+            for ancestor in _ancestors(name):
+                module = model.get_submodule(ancestor)
+                if counts.get(ancestor, 0) <= 1 and is_cut(model, x[:1], module):
+                    name = ancestor
+                    break
         return CamLayer(name, model.get_submodule(name))
     raise ValueError(
         f"gradcam: the model ({type(model).__name__}) has no convolution or transformer token layer that runs once; "
         "pass option layer=<dotted module name> of a layer with [B, C, h, w] or [B, T, D] token output"
     )
+
+
+def _ancestors(name: str) -> list[str]:
+    """``"layer4.1.bn2"`` -> ``["layer4.1", "layer4"]``: the enclosing modules, closest first."""
+    parts = name.split(".")
+    return [".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1)]
+
+
+@torch.no_grad()
+def is_cut(model: torch.nn.Module, x: torch.Tensor, module: torch.nn.Module) -> bool:
+    """Whether everything the model computes flows through ``module``'s output.
+
+    With that output replaced by zeros the logits must no longer depend on the input: two
+    different inputs give the same logits. A layer on a residual branch (a ResNet block's
+    last BatchNorm, the shortcut's) is not a cut: the block's output is. Shapes: ``x [1, C, H, W]``.
+    """
+
+    def zero(_module, _inputs, output):
+        return torch.zeros_like(output) if isinstance(output, torch.Tensor) else output
+
+    handle = module.register_forward_hook(zero)
+    try:
+        a = model(x)
+        b = model(torch.flip(x, dims=(-1,)) * 0.5 + 0.25)
+    finally:
+        handle.remove()
+    return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
 
 
 def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
