@@ -113,7 +113,9 @@ def how(family: str, method: str, model, x, target) -> str:
             return "needs hookable layers"
         return f"token grid {layer.grid[1]}x{layer.grid[2]} at `{layer.name}`" if layer.grid else f"`{layer.name}`"
     if method == "guided-backprop":
-        hooked = sum(isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)) for m in model.module.modules())
+        from visum_plugins.saliency.captum_baselines import runs_only_relu
+
+        hooked = sum(isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)) or runs_only_relu(m) for m in model.module.modules())
         return f"{hooked} ReLU modules guided" if hooked else "no ReLU module: the plain gradient"
     return "token model, input-level method" if vit else "input-level method"
 

@@ -80,3 +80,38 @@ def test_reliance_is_the_score_drop_when_a_part_is_removed():
     for part in ("beak", "tail"):  # removing them changes nothing the model sees
         assert result[part].mean_drop == pytest.approx(0.0, abs=1e-6) and not result[part].relied_on
     assert RELIED_ON == 0.2
+
+
+def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path, capsys, monkeypatch):
+    import csv
+    import json
+
+    from conftest import run_cli
+
+    monkeypatch.setitem(world_train.DEFAULTS, "cnn", {"epochs": 2, "n_per_class": 40, "lr": 3e-3})
+    config = tmp_path / "run.toml"
+    config.write_text("keep_misclassified = true\n")  # a barely trained model: explain every image anyway
+    out = tmp_path / "bench"
+    code, stdout, err = run_cli(capsys, "benchmark", "--worlds", "owl", "--models", "cnn", "--images", "6",
+                                "--config", config, "--out", out, "--cache-dir", tmp_path / "cache", "--quiet")
+    assert code == 0, err
+    assert "1 of 1 runs" in stdout
+    rows = list(csv.DictReader(open(out / "benchmark.csv")))
+    assert len(rows) == 1 and rows[0]["world"] == "owl" and rows[0]["model"] == "cnn" and rows[0]["error"] == ""
+    assert int(rows[0]["used"]) == 6 and rows[0]["reliance"].count(":") == 3  # a drop for each of the 3 parts
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["config"]["keep_misclassified"] is True and len(data["rows"]) == 1
+    assert (out / "owl" / "cnn" / "manifest.json").is_file() and "<img" in (out / "benchmark.html").read_text()
+    code, _, err = run_cli(capsys, "benchmark", "--worlds", "owl,atlantis", "--out", out)
+    assert code == 2 and "atlantis" not in err.split("names among")[1] and "bad --worlds" in err
+
+
+def test_scores_name_a_part_only_for_a_box_that_holds_it_and_is_not_much_larger():
+    from visum.benchmark.score import named_parts
+
+    counts = np.array([[0, 40, 0], [900, 40, 0], [10, 15, 5]])  # columns: background, part 1, part 2
+    boxes = np.array([50, 1000, 30])
+    part_areas = np.array([[0, 50, 10], [0, 50, 10], [0, 50, 10]])
+    named = named_parts(counts, boxes, part_areas)
+    assert named.tolist() == [[True, False], [False, False], [False, False]]
+    # row 2: the whole-object box holds the part but is 25x larger; row 3: holds too little of either part

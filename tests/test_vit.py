@@ -146,6 +146,23 @@ def test_gradcam_on_a_program_exported_for_batch_one_keeps_the_layer_names(tmp_p
                                    GradCAMSaliency(options).explain(eager, x, target), atol=1e-5, rtol=1e-4)
 
 
+def test_guided_backprop_guides_the_relus_of_an_exported_program(tmp_path):
+    from byom import BorderNet, save_exported
+
+    from visum.models.loading import load_model
+    from visum_plugins.saliency.captum_baselines import GuidedBackpropSaliency, runs_only_relu
+    from visum_plugins.saliency.gradient import Gradient
+
+    torch.manual_seed(5)
+    eager = _frozen(BorderNet())
+    loaded = load_model(str(save_exported(eager, tmp_path / "b.pt2")))
+    assert sum(runs_only_relu(m) for m in loaded.module.modules()) == 3  # BorderNet's three nn.ReLU
+    x, target = torch.randn(2, 3, 96, 96), torch.tensor([0, 1])
+    guided = GuidedBackpropSaliency().explain(loaded.module, x, target)
+    torch.testing.assert_close(guided, GuidedBackpropSaliency().explain(eager, x, target), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(guided, Gradient().explain(eager, x, target))  # guided, not the plain gradient
+
+
 def test_gradcam_refuses_torchscript_with_a_clear_message(tmp_path):
     from byom import BorderNet, save_torchscript
 

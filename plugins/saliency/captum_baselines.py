@@ -43,7 +43,8 @@ Guided backprop and activations
 Captum's ``GuidedBackprop`` rewrites the backward pass of ``nn.ReLU`` *modules* only.
 :class:`GuidedBackpropReLU6` also hooks ``nn.ReLU6`` (the activation of EfficientNet-Lite and
 MobileNet-V2), whose gradient is that of a ReLU clipped at 6, so the guided rule
-``grad_in = max(grad_in, 0)`` applies unchanged. Functional calls (``F.relu``, ``torch.relu``,
+``grad_in = max(grad_in, 0)`` applies unchanged, and the ReLU leaves of an unflattened
+``torch.export`` program (:func:`runs_only_relu`). A TorchScript module cannot be hooked. Functional calls (``F.relu``, ``torch.relu``,
 ``F.relu6``, ``x.clamp(min=0)``) and other activations (SiLU/swish, GELU, sigmoid) are not
 modules that can be hooked: through them guided backprop falls back to the plain gradient.
 A vision transformer (GELU, no ReLU module) therefore gets the plain gradient's map.
@@ -85,6 +86,7 @@ __all__ = [
     "SmoothGradOptions",
     "SmoothGradSaliency",
     "GuidedBackpropReLU6",
+    "runs_only_relu",
     "check_batch",
     "positive_part",
     "sum_over_channels",
@@ -319,8 +321,22 @@ class GuidedBackpropReLU6(GuidedBackprop):
     _HOOKED = (torch.nn.ReLU, torch.nn.ReLU6)
 
     def _register_hooks(self, module: torch.nn.Module) -> None:
-        if isinstance(module, self._HOOKED):
+        if isinstance(module, self._HOOKED) or runs_only_relu(module):
             self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
+
+
+def runs_only_relu(module: torch.nn.Module) -> bool:
+    """A leaf of an unflattened ``torch.export`` program that only applies a ReLU (or ReLU6).
+
+    Such leaves keep their names but not their classes; the ATen ops they run tell them
+    (``relu``, ``relu_``, ``hardtanh`` for ReLU6), so guided backprop guides them as the
+    eager modules they were.
+    """
+    graph = getattr(module, "graph", None)
+    if graph is None or isinstance(module, torch.jit.ScriptModule) or next(module.children(), None) is not None:
+        return False
+    ops = [str(n.target) for n in graph.nodes if n.op == "call_function"]
+    return bool(ops) and all("relu" in op or "hardtanh" in op for op in ops)
 
 
 class GuidedBackpropOptions(Options):
