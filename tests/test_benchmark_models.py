@@ -102,6 +102,9 @@ def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path,
     data = json.loads((out / "benchmark.json").read_text())
     assert data["config"]["keep_misclassified"] is True and len(data["rows"]) == 1
     assert (out / "owl" / "cnn" / "manifest.json").is_file() and "<img" in (out / "benchmark.html").read_text()
+    # the run loaded the model the benchmark had trained into --cache-dir: no second training
+    assert json.loads((out / "owl" / "cnn" / "manifest.json").read_text())["timings"]["model"] < 2.0
+    assert len(list((tmp_path / "cache" / "worlds" / "owl").iterdir())) == 1
     code, _, err = run_cli(capsys, "benchmark", "--worlds", "owl,atlantis", "--out", out)
     assert code == 2 and "atlantis" not in err.split("names among")[1] and "bad --worlds" in err
 

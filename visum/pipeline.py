@@ -169,7 +169,7 @@ class Pipeline:
         seed_everything(cfg.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.stage("model"):
-            model = load_configured_model(cfg.model, cfg.device)
+            model = load_configured_model(cfg.model, cfg.device, cache_root=self.cache.root)
         with self.stage("load"):
             images = self._load_images(model)
         with self.stage("classify"):

@@ -124,8 +124,13 @@ def load_model(
     interpolation: str | None = None,
     classes: str | Path | None = None,
     device: str = "cpu",
+    cache_root: Path | None = None,
 ) -> LoadedModel:
-    """Load the classifier named by ``spec`` (see the module docstring for the accepted forms)."""
+    """Load the classifier named by ``spec`` (see the module docstring for the accepted forms).
+
+    ``cache_root`` is where models visum trains itself (``world:``) are kept (default: the
+    cache folder).
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"empty model specification; use one of {ACCEPTED_FORMS}")
     spec = spec.strip()
@@ -166,7 +171,7 @@ def load_model(
 
         if weights is not None:
             raise ConfigError(f"model {spec!r}: a world model is trained by visum; do not give weights")
-        model = load_world_model(spec)
+        model = load_world_model(spec, cache_root)
     elif is_archive_spec(spec):
         model = load_archive(spec, weights)
     elif _FACTORY_RE.match(spec):
@@ -200,12 +205,12 @@ def load_model(
     return loaded
 
 
-def load_configured_model(model_config, device: str = "cpu") -> LoadedModel:
+def load_configured_model(model_config, device: str = "cpu", cache_root: Path | None = None) -> LoadedModel:
     """:func:`load_model` with every field of a :class:`visum.config.ModelConfig`."""
     m = model_config
     return load_model(
         m.spec, m.weights, input_size=m.input_size, mean=m.mean, std=m.std, crop_ratio=m.crop_ratio,
-        resize=m.resize, interpolation=m.interpolation, classes=m.classes, device=device,
+        resize=m.resize, interpolation=m.interpolation, classes=m.classes, device=device, cache_root=cache_root,
     )
 
 
