@@ -307,3 +307,15 @@ def test_regions_binarisation_follows_the_method_unless_configured():
     assert Pipeline(make_config({"saliency": "gradient"}), "unused").binarisation() == ("otsu", 2.0)
     cfg = make_config({"saliency": "crisp", "regions": {"threshold": 0.3, "smooth_sigma": 1.0}})
     assert Pipeline(cfg, "unused").binarisation() == (0.3, 1.0)
+
+
+def test_a_clusterer_that_does_not_converge_is_said_out_loud(parts_folder, tmp_path, capsys):
+    """AP needs its exemplars stable for convergence_iter (15) iterations: 3 iterations cannot converge."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", "--images", parts_folder, "--clusterer", "ap", "--opt", "clusterer.max_iter=3",
+                           "--out", out, "--quiet")
+    assert code == 0, err
+    assert "visum: warning: the clusterer ap did not converge (3 iterations)" in err
+    manifest = load_manifest(out)
+    assert [w.code for w in manifest.warnings] == ["clusterer-convergence"]
+    assert "clusterer.max_iter" in (out / "report.html").read_text()

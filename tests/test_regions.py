@@ -94,3 +94,18 @@ def test_assemble_corr_is_symmetric_sparse_and_block_placed():
     assert np.all(dense[:2, :2] == 0)
     with pytest.raises(ValueError, match="i < j"):
         assemble_corr({(1, 0): q01}, offsets)
+
+
+def test_assign_to_region_pixels_needs_the_proposal_filled_by_the_region():
+    from visum.regions import assign_to_region_pixels
+
+    ring = np.zeros((40, 40), bool)
+    ring[5:35, 5:35] = True
+    ring[12:28, 12:28] = False  # a hole: inside the region's box, not in the region
+    labels = connected_regions(ring).labels
+    boxes = np.array([[14, 14, 26, 26],   # in the hole
+                      [5, 5, 12, 35],     # on the ring's left side
+                      [0, 0, 40, 40]])    # around everything
+    assert assign_to_regions(boxes, connected_regions(ring).boxes).tolist() == [0, 0, -1]
+    assert assign_to_region_pixels(boxes, labels).tolist() == [-1, 0, -1]
+    assert assign_to_region_pixels(boxes, np.zeros((40, 40), np.int32)).tolist() == [-1, -1, -1]

@@ -62,7 +62,8 @@ class RegionsConfig(_Section):
 class PruningConfig(_Section):
     """Which proposals enter the compatibility matrix Corr'' (Sec. 3.2)."""
 
-    min_overlap: float = Field(0.75, ge=0, le=1, description="A proposal is kept when more than this share of its area lies inside a region's box.")
+    min_overlap: float = Field(0.75, ge=0, le=1, description="A proposal is kept when more than this share of its area lies inside a region (see overlap).")
+    overlap: Literal["box", "pixels"] = Field("box", description="Measure min_overlap on the region's bounding box or on its pixels (stricter).")
     max_area_ratio: float = Field(2.0, ge=1, description="Two overlapping proposals of one image whose area ratio is below this are near-duplicates; the better matched one is kept.")
     duplicate_overlap: float = Field(0.5, ge=0, le=1, description="Two proposals overlap when their intersection covers more than this share of the smaller one.")
     min_score: float = Field(0.0, ge=0, description="Matching scores at or below this are dropped from Corr (sparsification).")

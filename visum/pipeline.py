@@ -35,7 +35,15 @@ from visum.matching import MatchJob, match_all_pairs
 from visum.models.base import LoadedModel, View
 from visum.output import finish, masks_manifest, write_outputs
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
-from visum.regions import Regions, assemble_corr, assign_to_regions, binarize, connected_regions, near_duplicates
+from visum.regions import (
+    Regions,
+    assemble_corr,
+    assign_to_region_pixels,
+    assign_to_regions,
+    binarize,
+    connected_regions,
+    near_duplicates,
+)
 
 BENCHMARK_SEED = 1_000_003  # parts-benchmark images of the default run: disjoint from training seeds
 
@@ -358,7 +366,11 @@ class Pipeline:
                 self.cache.put("proposals", key, boxes)
             s = states[im.id]
             s.boxes = boxes
-            s.region_of = assign_to_regions(boxes, s.regions.boxes, self.config.pruning.min_overlap)
+            pc = self.config.pruning
+            if pc.overlap == "pixels":
+                s.region_of = assign_to_region_pixels(boxes, s.regions.labels, pc.min_overlap)
+            else:
+                s.region_of = assign_to_regions(boxes, s.regions.boxes, pc.min_overlap)
 
     def _match(self, used: list[InputImage], states: dict[int, ImageState]) -> tuple[list[Node], sp.csr_matrix]:
         info, component, _ = self.components["matcher"]
@@ -429,6 +441,12 @@ class Pipeline:
             return []
         seed_everything(self.config.seed)
         labels = checks.clustering(info, component, corr)
+        if getattr(component, "converged_", None) is False:  # say it: a silent "nothing kept" explains nothing
+            iterations = getattr(component, "n_iter_", "?")
+            message = (f"the clusterer {info.name} did not converge ({iterations} iterations): its clusters are not "
+                       f"reliable; raise --opt clusterer.max_iter or clusterer.damping")
+            self.reporter.warn(message)
+            self.warnings.append(WarningRecord(code="clusterer-convergence", message=message))
         clusters = []
         for label in sorted(set(labels[labels >= 0].tolist())):
             idx = np.flatnonzero(labels == label)
