@@ -82,6 +82,59 @@ def test_reliance_is_the_score_drop_when_a_part_is_removed():
     assert RELIED_ON == 0.2
 
 
+def test_reliance_is_a_ratio_of_sums_so_one_unsure_image_cannot_swing_it(monkeypatch):
+    from visum.benchmark.reliance import part_reliance
+
+    w = world("owl")
+    calls = []
+
+    class Unsure(torch.nn.Module):  # p(target) 0.001 -> 0.01 without the eye on the first image, 0.9 -> 0.72 on the rest
+        def forward(self, x):
+            calls.append(len(x))
+            first, eye = x[:, 0], x[:, 1]
+            p = torch.where(first > 0, torch.where(eye > 0, 0.001, 0.01), torch.where(eye > 0, 0.9, 0.72))
+            return torch.stack([p.log(), (1 - p).log()], dim=1)
+
+    def features(samples):
+        return torch.tensor([[float(s is samples[0] and len(samples) == 6), float(s.part_masks["eye"].any())]
+                             for s in samples])
+
+    from visum.benchmark import reliance
+
+    # the unsure image is not classified as the target: measured on the 5 others, as the pipeline explains those
+    eye = {r.part: r for r in part_reliance(Unsure(), w, n_images=6, tensor=features)}["eye"]
+    assert eye.images == 5 and eye.mean_drop == pytest.approx(0.2, rel=1e-5)
+    # with every image: a mean of ratios would be (-9 + 5 * 0.2) / 6 = -1.3; the ratio of sums stays near 0.2
+    monkeypatch.setattr(reliance, "MIN_IMAGES", 10)
+    eye = {r.part: r for r in part_reliance(Unsure(), w, n_images=6, tensor=features)}["eye"]
+    assert eye.images == 6 and eye.mean_drop == pytest.approx((5 * 0.18 - 0.009) / 4.501, rel=1e-5)
+
+
+def test_reliance_in_a_k_of_n_world_is_measured_where_the_part_is_pivotal():
+    from visum.benchmark.reliance import part_reliance
+
+    w = world("crab")  # any 2 of 4 parts
+    seen = []
+
+    def features(samples):
+        seen.extend(sum(1 for p in s.present if p in w.ruled_parts) for s in samples)
+        return torch.zeros(len(samples), 2)
+
+    part_reliance(_Counts(), w, n_images=8, tensor=features)
+    assert seen[:8] == [2] * 8  # the originals: exactly k parts each
+
+
+def test_the_cache_key_follows_the_world_declaration(monkeypatch):
+    from dataclasses import replace
+
+    from visum.data.worlds import catalogue
+
+    before = TINY.key()
+    owl = catalogue.WORLDS["owl"]
+    monkeypatch.setitem(catalogue.WORLDS, "owl", replace(owl, size=96))
+    assert TINY.key() != before
+
+
 def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path, capsys, monkeypatch):
     import csv
     import json
@@ -89,6 +142,7 @@ def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path,
     from conftest import run_cli
 
     monkeypatch.setitem(world_train.DEFAULTS, "cnn", {"epochs": 2, "n_per_class": 40, "lr": 3e-3})
+    monkeypatch.setenv("VISUM_CACHE_DIR", str(tmp_path / "default-cache"))
     config = tmp_path / "run.toml"
     config.write_text("keep_misclassified = true\n")  # a barely trained model: explain every image anyway
     out = tmp_path / "bench"
@@ -103,18 +157,61 @@ def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path,
     assert data["config"]["keep_misclassified"] is True and len(data["rows"]) == 1
     assert (out / "owl" / "cnn" / "manifest.json").is_file() and "<img" in (out / "benchmark.html").read_text()
     # the run loaded the model the benchmark had trained into --cache-dir: no second training
-    assert json.loads((out / "owl" / "cnn" / "manifest.json").read_text())["timings"]["model"] < 2.0
     assert len(list((tmp_path / "cache" / "worlds" / "owl").iterdir())) == 1
+    assert not (tmp_path / "default-cache").exists()
     code, _, err = run_cli(capsys, "benchmark", "--worlds", "owl,atlantis", "--out", out)
     assert code == 2 and "atlantis" not in err.split("names among")[1] and "bad --worlds" in err
+    code, _, err = run_cli(capsys, "benchmark", "--models", "cnn,mlp", "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "bad --models 'cnn,mlp'" in err
 
 
 def test_scores_name_a_part_only_for_a_box_that_holds_it_and_is_not_much_larger():
     from visum.benchmark.score import named_parts
 
-    counts = np.array([[0, 40, 0], [900, 40, 0], [10, 15, 5]])  # columns: background, part 1, part 2
-    boxes = np.array([50, 1000, 30])
-    part_areas = np.array([[0, 50, 10], [0, 50, 10], [0, 50, 10]])
-    named = named_parts(counts, boxes, part_areas)
-    assert named.tolist() == [[True, False], [False, False], [False, False]]
-    # row 2: the whole-object box holds the part but is 25x larger; row 3: holds too little of either part
+    counts = np.array([[0, 40, 0], [900, 40, 0], [10, 15, 4], [60, 40, 0]])  # columns: background, part 1, part 2
+    boxes = np.array([50, 1000, 30, 100])
+    part_areas = np.array([[0, 50, 10]] * 4)
+    part_boxes = np.array([[0, 60, 12], [0, 60, 12], [0, 60, 12], [0, 30, 12]])  # a thin part: a 30 px box
+    named = named_parts(counts, boxes, part_areas, part_boxes)
+    assert named.tolist() == [[True, False], [False, False], [False, False], [True, False]]
+    # row 2: the whole-object box holds the part but is 17x its box; row 3: holds too little of either part;
+    # row 4: a thin part fills only 40 % of a tight box, which still names it (the box is 3.3x the part's box)
+
+
+def test_score_run_counts_recall_false_and_impure_summaries(tmp_path):
+    from visum.benchmark.score import score_run
+    from visum.manifest import ImageRecord, Manifest, MemberRecord, ModelRecord, SummaryRecord
+
+    w = world("owl")
+    from visum.data.ground_truth import write_samples
+    from visum.data.worlds import make_samples
+
+    samples = make_samples(w, 5, labels=[0])
+    paths = write_samples(samples, tmp_path / "images", w.class_names, w.part_names)
+
+    def box(sample, part, pad=1):
+        ys, xs = np.nonzero(sample.part_masks[part])
+        return (int(xs.min()) - pad, int(ys.min()) - pad, int(xs.max()) + 1 + pad, int(ys.max()) + 1 + pad)
+
+    images = [ImageRecord(id=k, path=str(p), width=w.size, height=w.size, target_score=0.9, predicted_index=0,
+                          used=True) for k, p in enumerate(paths)]
+
+    def summary(sid, parts):
+        return SummaryRecord(id=sid, kept=True, members=[MemberRecord(image=k, region=0, part_bbox=box(samples[k], p),
+                                                                      score=1.0) for k, p in enumerate(parts)])
+
+    whole = (0, 0, w.size, w.size)
+    summaries = [summary(0, ["eye"] * 4), summary(1, ["tail", "tail", "tail", "eye"]), summary(2, ["beak"] * 3),
+                 SummaryRecord(id=3, kept=True, members=[MemberRecord(image=k, region=0, part_bbox=whole, score=1.0)
+                                                         for k in range(3)]),
+                 SummaryRecord(id=4, kept=True, members=summary(4, ["eye", "eye", "tail", "beak"]).members
+                               + [MemberRecord(image=4, region=0, part_bbox=whole, score=1.0)])]
+    manifest = Manifest(visum_version="x", config={}, model=ModelRecord(spec="m", target_index=0, target_name="owl"),
+                        images=images, summaries=summaries, timings={})
+    score = score_run(manifest, tmp_path, relied=["eye", "tail"])
+    assert score.kept == 5 and score.relied == ["eye", "tail"] and score.recovered == ["eye", "tail"]
+    assert score.recall == 1.0
+    assert score.false_summaries == 2  # the beak (not relied on) and the whole-image boxes (no part)
+    assert score.impure == 1 and score.redundancy == 1  # summary 4: majority eye at 0.4 purity
+    assert score.majorities == ["eye", "tail", "beak", "none", "eye"]
+    assert np.isnan(score_run(manifest, tmp_path, relied=[]).saliency_on_relied)

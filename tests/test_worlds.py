@@ -134,3 +134,17 @@ def test_worlds_cli_lists_and_generates(tmp_path, capsys):
     assert {gt.class_name for gt in truth.values()} == {"lamp-without-flame"}
     code, _, err = run_cli(capsys, "worlds", "generate", "lamp", tmp_path / "x", "--class", "teapot")
     assert code == 2 and err.count("\n") == 1 and "unknown class 'teapot'" in err
+
+
+@pytest.mark.parametrize("name", [w.name for w in worlds() if w.rule.kind in ("all", "dominant")])
+def test_a_negative_class_is_the_main_class_without_its_part_nothing_else_tells(name):
+    """No cue but the parts (and the tag): an image of class k is, pixel for pixel, the main-class image
+    drawn from the same generator with the part class k lacks (and the main class's tag) left out."""
+    w = world(name)
+    for label in range(1, len(w.class_names)):
+        missing = w.ruled_parts[label - 1] if w.rule.kind == "all" else w.rule.part
+        omit = {missing} | ({w.tag.name} if w.tag else set())
+        for index in range(3):
+            negative = render(w, label, sample_rng(w, 0, index, "eval"))
+            main_without = render(w, 0, sample_rng(w, 0, index, "eval"), omit=omit)
+            assert np.array_equal(negative.image, main_without.image), (label, index)

@@ -5,8 +5,8 @@ in a linear classifier; all three are small enough to train on two CPU cores in 
 
 ==========  =====================================================================  ==========
 ``cnn``     five 3x3 conv-BN-ReLU blocks with three max-pools, global average pooling  ~0.1 M
-``resnet``  ResNet-18's layout (stem, four stages of two basic blocks) at widths      ~0.7 M
-            16-32-64-128
+``resnet``  ResNet-18's layout (a stride-2 stem, four stages of two basic blocks) at   ~0.7 M
+            widths 16-32-64-128
 ``vit``     torchvision's VisionTransformer: 16 px patches, 4 layers, 4 heads, width 96  ~0.5 M
 ==========  =====================================================================  ==========
 """
@@ -22,14 +22,14 @@ ARCHITECTURES = ("cnn", "resnet", "vit")
 
 
 class SmallResNet(nn.Module):
-    """ResNet-18's layout — a 3x3 stem and four stages of two basic blocks — at small widths."""
+    """ResNet-18's layout — a strided 3x3 stem and four stages of two basic blocks — at small widths."""
 
     def __init__(self, num_classes: int, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> None:
         super().__init__()
         from torchvision.models.resnet import BasicBlock
 
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         stages, cin = [], widths[0]
         for k, w in enumerate(widths):
             stride = 1 if k == 0 else 2

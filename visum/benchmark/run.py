@@ -20,19 +20,26 @@ from pathlib import Path
 from visum.benchmark.reliance import RELIED_ON, PartReliance, part_reliance
 from visum.benchmark.score import score_run
 from visum.benchmark.train import default_recipe, recipe_dir, trained
-from visum.config import RunConfig
+from visum.config import ModelConfig, RunConfig
 from visum.data.ground_truth import write_samples
 from visum.data.worlds import World, make_samples
 from visum.errors import InputError
 
 RELIANCE_IMAGES = 40
+RELIANCE_FORMAT = 2  # bumped when visum.benchmark.reliance measures differently
+#: below this held-out accuracy a model's row is flagged: what it relies on may be noise
+ACCURACY_FLOOR = 0.9
 
 
 def reliance_of(w: World, architecture: str, cache_root: Path, progress: bool = False) -> tuple[list[PartReliance], dict]:
     """``(reliance per part, training metrics)`` of the world's model, the reliance cached beside its weights."""
+    from visum.models.files import hash_file
+
     recipe = default_recipe(w.name, architecture)
     model, metrics = trained(recipe, cache_root, progress=progress)
-    path = recipe_dir(recipe, cache_root) / f"reliance-{RELIANCE_IMAGES}-{RELIED_ON}.json"
+    folder = recipe_dir(recipe, cache_root)
+    weights = hash_file(folder / "model.pt").split(":")[-1][:16]  # a retrained model gets its reliance anew
+    path = folder / f"reliance-{RELIANCE_FORMAT}-{RELIANCE_IMAGES}-{RELIED_ON}-{weights}.json"
     try:
         rows = json.loads(path.read_text())
         found = [PartReliance(**r) for r in rows]
@@ -61,31 +68,34 @@ def run_benchmark(base: RunConfig, worlds: list[World], architectures: list[str]
             reporter.info(f"{w.name} / {arch}")
             reliance, metrics = reliance_of(w, arch, cache_root, progress=not getattr(reporter, "quiet", True))
             relied = [r.part for r in reliance if r.relied_on]
-            config = base.model_copy(update={
-                "model": base.model.model_copy(update={"spec": f"world:{w.name}/{arch}", "weights": None}),
-                "images": images, "target": "0",
+            config = base.model_copy(update={  # the world model's own preprocessing: no user override applies
+                "model": ModelConfig(spec=f"world:{w.name}/{arch}"), "images": images, "target": "0",
             })
             run_dir = out / w.name / arch
             start = time.perf_counter()
-            row = {"world": w.name, "split": w.split, "model": arch, "val_accuracy": metrics["val"]["accuracy"],
+            accuracy = metrics["val"]["accuracy"]
+            row = {"world": w.name, "split": w.split, "model": arch, "val_accuracy": accuracy,
+                   "undertrained": accuracy < ACCURACY_FLOOR,
                    "reliance": " ".join(f"{r.part}:{r.mean_drop:.2f}" for r in reliance)}
             try:
                 result = Pipeline(config, run_dir, cache=cache, reporter=reporter).run()
             except InputError as e:
                 row.update(error=str(e), seconds=round(time.perf_counter() - start, 1))
                 rows.append(row)
+                write_tables(rows, out, base)
                 continue
             score = score_run(result.manifest, run_dir, relied)
             row.update(score.row(), seconds=round(time.perf_counter() - start, 1),
                        used=sum(im.used for im in result.manifest.images), error="")
             rows.append(row)
+            write_tables(rows, out, base)  # after every row: an interrupted benchmark keeps what it measured
     write_tables(rows, out, base)
     return rows
 
 
-COLUMNS = ["world", "split", "model", "val_accuracy", "used", "kept", "purity", "recall", "false_summaries",
-           "redundancy", "member_coverage", "nmi", "saliency_on_relied", "relied_area", "relied", "recovered",
-           "majorities", "reliance", "seconds", "error"]
+COLUMNS = ["world", "split", "model", "val_accuracy", "undertrained", "used", "kept", "purity", "recall",
+           "false_summaries", "impure", "redundancy", "member_coverage", "nmi", "saliency_on_relied", "relied_area",
+           "relied", "recovered", "majorities", "reliance", "seconds", "error"]
 
 
 def write_tables(rows: list[dict], out: Path, base: RunConfig) -> None:
@@ -111,7 +121,8 @@ def summary(rows: list[dict]) -> dict:
         return sum(values) / len(values) if values else math.nan
 
     return {"runs": len(rows), "ran": len(ok), "purity": mean("purity"), "recall": mean("recall"),
-            "false_summaries": mean("false_summaries"), "kept": mean("kept")}
+            "false_summaries": mean("false_summaries"), "kept": mean("kept"),
+            "kept_nothing": sum(1 for r in ok if int(r.get("kept") or 0) == 0)}
 
 
 def _html(rows: list[dict], config: dict) -> str:
@@ -124,13 +135,13 @@ def _html(rows: list[dict], config: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if not r.get("error")]
+    ok = [r for r in rows if not r.get("error") and not math.isnan(float(r["recall"]))
+          and not math.isnan(float(r["purity"]))]  # runs without relied-on parts or kept summaries have no point
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in ok:
-        ax.scatter(float(r["recall"]) if r["recall"] == r["recall"] else 0, float(r["purity"]),
+        ax.scatter(float(r["recall"]), float(r["purity"]),
                    marker={"cnn": "o", "resnet": "s", "vit": "^"}.get(r["model"], "x"))
-        ax.annotate(f"{r['world']}/{r['model']}", (float(r["recall"]) if r["recall"] == r["recall"] else 0,
-                                                    float(r["purity"])), fontsize=7)
+        ax.annotate(f"{r['world']}/{r['model']}", (float(r["recall"]), float(r["purity"])), fontsize=7)
     ax.set_xlabel("recall of relied-on parts")
     ax.set_ylabel("mean purity")
     ax.set_xlim(-0.05, 1.05)
@@ -153,8 +164,10 @@ def _html(rows: list[dict], config: dict) -> str:
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>visum benchmark</title>"
         "<style>body{font:14px system-ui,sans-serif;margin:24px}table{border-collapse:collapse}"
         "td,th{border:1px solid #ddd;padding:3px 6px;font-size:12px}</style></head><body>"
-        f"<h1>visum benchmark</h1><p>{len(rows)} runs; mean purity {cell(means['purity'])}, recall "
-        f"{cell(means['recall'])}, false summaries {cell(means['false_summaries'])} per run.</p>"
+        f"<h1>visum benchmark</h1><p>{len(rows)} runs ({means['kept_nothing']} kept no summary; "
+        f"{sum(1 for r in rows if r.get('error'))} failed); mean purity {cell(means['purity'])} (over runs that "
+        f"kept a summary), recall {cell(means['recall'])}, false summaries {cell(means['false_summaries'])} per "
+        f"run. Rows marked undertrained have a held-out accuracy below {ACCURACY_FLOOR}.</p>"
         f"<img alt=\"purity against recall per world and model\" src=\"data:image/png;base64,{img}\">"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=1))}</pre></body></html>\n"

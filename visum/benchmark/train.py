@@ -33,6 +33,8 @@ from visum.models.base import LoadedModel, Preprocessing
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 PREFIX = "world:"
+#: bumped whenever the drawing, the architectures or the training loop change what a recipe produces
+TRAIN_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,19 @@ class Recipe:
     seed: int = 0
 
     def key(self) -> str:
-        from visum import __version__
+        """Everything that determines the weights: the recipe, the world's whole declaration, the
+        normalisation, the training and drawing code's format, torch's version and the threads."""
         from visum.cache import make_key
 
-        return make_key("world-model", **asdict(self), threads=torch.get_num_threads(), visum=__version__)[:16]
+        return make_key("world-model", recipe=asdict(self), world=repr(world(self.world)), mean=MEAN, std=STD,
+                        format=TRAIN_FORMAT, torch=torch.__version__, threads=torch.get_num_threads())[:16]
 
 
 #: the default recipe of each architecture (ViTs learn from fewer inductive biases: longer)
 DEFAULTS: dict[str, dict] = {
-    "cnn": {"epochs": 8, "n_per_class": 250, "lr": 3e-3},
-    "resnet": {"epochs": 8, "n_per_class": 250, "lr": 2e-3},
-    "vit": {"epochs": 16, "n_per_class": 250, "lr": 1e-3},
+    "cnn": {"epochs": 12, "n_per_class": 300, "lr": 3e-3},
+    "resnet": {"epochs": 10, "n_per_class": 300, "lr": 2e-3},
+    "vit": {"epochs": 24, "n_per_class": 300, "lr": 1e-3},
 }
 
 
@@ -92,14 +96,19 @@ def accuracy(model: nn.Module, pre: Preprocessing, samples, batch_size: int = 64
     return {"accuracy": float((p == y).float().mean()), "per_class": per_class, "n": int(len(y))}
 
 
-def _train_samples(w: World, recipe: Recipe, epoch: int):
-    """Epoch ``epoch``'s images: indices ``epoch * n .. (epoch + 1) * n`` of the train stream, every class."""
+def _train_batch(w: World, pre: Preprocessing, recipe: Recipe, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Epoch ``epoch``'s images (indices ``epoch * n .. (epoch + 1) * n`` of the train stream, every class)
+    as ``(x [N, 3, S, S], y [N])``; only pixels and labels are kept, not the masks."""
     from visum.data.worlds import render, sample_rng
 
     n = recipe.n_per_class
     offset = (recipe.seed * 1000 + epoch) * n
-    return [render(w, k, sample_rng(w, k, offset + i, "train"))
-            for k in range(len(w.class_names)) for i in range(n)]
+    images, labels = [], []
+    for k in range(len(w.class_names)):
+        for i in range(n):
+            images.append(render(w, k, sample_rng(w, k, offset + i, "train")).image)
+            labels.append(k)
+    return pre.to_tensor(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def train(recipe: Recipe, out_dir: Path, progress: bool = True, n_val_per_class: int = 100) -> dict:
@@ -132,7 +141,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, n_val_per_class:
         bar = tqdm(total=total, desc=f"train {recipe.world}/{recipe.architecture}", unit="batch", disable=not progress)
         for epoch in range(recipe.epochs):
             model.train()
-            x_all, y_all = _tensor(pre, _train_samples(w, recipe, epoch))
+            x_all, y_all = _train_batch(w, pre, recipe, epoch)
             order = torch.randperm(n_train, generator=gen)
             loss_sum, correct = 0.0, 0
             for i in range(0, n_train, recipe.batch_size):

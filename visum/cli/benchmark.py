@@ -40,7 +40,7 @@ def benchmark(
     if worlds in ("dev", "test", "all"):
         chosen = split_worlds(worlds)
     else:
-        names = [n.strip() for n in worlds.split(",") if n.strip()]
+        names = list(dict.fromkeys(n.strip() for n in worlds.split(",") if n.strip()))
         unknown = [n for n in names if n not in WORLDS]
         if unknown or not names:
             raise ConfigError(f"bad --worlds '{worlds}': use dev, test, all or names among {', '.join(WORLDS)}")
@@ -55,6 +55,7 @@ def benchmark(
     rows = run_benchmark(base, chosen, archs, images, out, Cache(cache_dir, enabled=not no_cache),
                          TqdmReporter(quiet), root)
     means = summary(rows)
-    typer.echo(f"{means['ran']} of {means['runs']} runs; mean purity {means['purity']:.3f}, recall {means['recall']:.3f}, "
-               f"false summaries {means['false_summaries']:.2f}, kept {means['kept']:.1f} per run")
+    typer.echo(f"{means['ran']} of {means['runs']} runs ({means['kept_nothing']} kept no summary); mean purity "
+               f"{means['purity']:.3f}, recall {means['recall']:.3f}, false summaries {means['false_summaries']:.2f}, "
+               f"kept {means['kept']:.1f} per run")
     typer.echo(f"table: {(out / 'benchmark.html').resolve()}")

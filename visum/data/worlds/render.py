@@ -4,7 +4,7 @@
 painted and whatever is omitted, so ``render(..., omit={"eye"})`` is *the same image* with
 the eye not drawn: what lies behind it (the body, or the background) shows instead. That is
 the intervention that measures whether a model relies on a part
-(:mod:`visum.data.worlds.reliance`), exact rather than in-painted.
+(:mod:`visum.benchmark.reliance`), exact rather than in-painted.
 
 Drawing order: background, clutter (behind the object), body, parts (in declaration
 order), occluder, tag, sensor noise. Images are drawn at twice their resolution and
@@ -53,14 +53,6 @@ def sample_rng(world: World, label: int, index: int, purpose: str) -> np.random.
 # ----------------------------------------------------------------------------- shapes
 
 
-def _unit_area(polys: list[tuple[np.ndarray, bool]]) -> float:
-    def area(p: np.ndarray) -> float:
-        x, y = p[:, 0], p[:, 1]
-        return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-
-    return sum(area(p) if add else -area(p) for p, add in polys)
-
-
 @functools.lru_cache(maxsize=None)
 def _shape(shape: str) -> tuple[tuple[np.ndarray, bool], ...]:
     """``shape`` as polygons ``(points [N, 2], add)`` of unit area, centred, pointing +x."""
@@ -93,7 +85,7 @@ def _shape(shape: str) -> tuple[tuple[np.ndarray, bool], ...]:
         blades = []
         for a in np.linspace(-0.6, 0.6, 5):
             u, v = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
-            blades.append((np.array([-v * 0.05, u + v * 0.12, u * 1.08, u - v * 0.12, v * 0.05]) - [0.5, 0], True))
+            blades.append((np.array([-v * 0.05, u - v * 0.12, u * 1.08, u + v * 0.12, v * 0.05]) - [0.5, 0], True))
         polys = blades
     elif shape == "crescent":
         polys = [(disc, True), (disc * 0.85 + [0.35, 0.0], False)]
@@ -102,8 +94,22 @@ def _shape(shape: str) -> tuple[tuple[np.ndarray, bool], ...]:
         polys = [(np.stack([np.cos(a), np.sin(a)], axis=1), True)]
     else:
         raise ValueError(f"unknown shape {shape!r}; shapes: {', '.join(SHAPES)}")
-    k = 1.0 / np.sqrt(max(_unit_area(polys), 1e-9))
+    k = 1.0 / np.sqrt(max(_raster_area(polys), 1e-9))
     return tuple((p.astype(np.float64) * k, add) for p, add in polys)
+
+
+def _raster_area(polys: list[tuple[np.ndarray, bool]], n: int = 512) -> float:
+    """The area of a shape made of added and subtracted polygons, by rasterising it on an ``n x n`` grid
+    (overlapping blades and holes that stick out of the outline are counted once)."""
+    pts = np.concatenate([p for p, _ in polys])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    scale = (n - 4) / float(max(hi - lo))
+    shape = (n, n)
+    m = np.zeros(shape, bool)
+    for p, add in polys:
+        f = fill(shape, [(p - lo) * scale + 2])
+        m = (m | f) if add else (m & ~f)
+    return float(m.sum()) / scale**2
 
 
 def shape_polygons(shape: str, area: float, centre, angle: float) -> list[tuple[np.ndarray, bool]]:
@@ -126,8 +132,13 @@ def _body_polygon(world: World, rng: np.random.Generator) -> np.ndarray:
     return np.stack([0.5 * r * np.cos(t), b.height / 2 * r * np.sin(t)], axis=1)
 
 
+@functools.lru_cache(maxsize=None)
 def _body_area(world: World) -> float:
-    return float(np.pi * 0.5 * world.body.height / 2)
+    """The body's area in object units², of its noise-free outline (a blob's wobble averages out)."""
+    outline = _body_polygon(world, np.random.default_rng(0)) if world.body.shape != "blob" else \
+        ellipse(0.0, 0.0, 0.5, world.body.height / 2, 0.0, n=64)
+    x, y = outline[:, 0], outline[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 # ----------------------------------------------------------------------------- textures

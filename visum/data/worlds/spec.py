@@ -114,6 +114,10 @@ class World:
             raise ValueError(f"world {self.name}: distractor {self.distractor!r} is not a part")
         if self.rule.kind == "dominant" and self.rule.part not in names:
             raise ValueError(f"world {self.name}: dominant part {self.rule.part!r} is not a part")
+        if self.rule.kind == "dominant" and self.rule.part == self.distractor:
+            raise ValueError(f"world {self.name}: the dominant part cannot be the distractor (no class could be told)")
+        if self.tag is not None and self.tag.name in names:
+            raise ValueError(f"world {self.name}: the tag's name {self.tag.name!r} is a part's")
         if self.rule.kind == "k_of_n" and not 1 <= self.rule.k <= len(self.ruled_parts):
             raise ValueError(f"world {self.name}: k = {self.rule.k} for {len(self.ruled_parts)} parts")
         if "photo" in self.scene.backgrounds and not self.photos:
