@@ -54,6 +54,19 @@ class TqdmReporter:
         typer.echo(f"visum: warning: {message}", err=True)
 
 
+# The pipeline flags of the commands that run the pipeline over many models or worlds (experiments, benchmark)
+Saliency = Annotated[str | None, typer.Option("--saliency", help="Saliency plugin (default gradient).")]
+Proposer = Annotated[str | None, typer.Option("--proposer", help="Proposal plugin (default selective-search).")]
+Matcher = Annotated[str | None, typer.Option("--matcher", help="Matcher plugin (default hog).")]
+Clusterer = Annotated[str | None, typer.Option("--clusterer", help="Clustering plugin (default hdbscan, as visum run).")]
+Scorer = Annotated[str | None, typer.Option("--scorer", help="Scoring plugin (default ssim).")]
+Opts = Annotated[list[str] | None, typer.Option("--opt", help="Plugin option KIND.KEY=VALUE, repeatable.")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Processes for all-pairs matching.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size")]
+Device = Annotated[str | None, typer.Option("--device")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
 # The model flags every command that loads a model shares, declared once: `with_model_flags` adds
 # them to a command, which receives them parsed as one `model_flags` dict (ModelConfig's keys).
 _MODEL_OPTIONS: dict[str, Any] = {

@@ -6,7 +6,20 @@ from pathlib import Path
 
 import typer
 
-from visum.cli import TqdmReporter, _config_from_flags, app
+from visum.cli import (
+    BatchSize,
+    Clusterer,
+    Matcher,
+    Opts,
+    Proposer,
+    Quiet,
+    Saliency,
+    Scorer,
+    TqdmReporter,
+    Workers,
+    _config_from_flags,
+    app,
+)
 from visum.errors import ConfigError
 
 
@@ -15,20 +28,20 @@ def benchmark(
     worlds: str = typer.Option("dev", "--worlds", help="dev, test, all, or comma-separated world names (see `visum worlds list`)."),
     models: str = typer.Option("cnn,resnet,vit", "--models", help="Architectures trained on each world: cnn, resnet, vit."),
     images: int = typer.Option(30, "--images", min=3, help="Held-out images of each world's main class to explain."),
-    saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin."),
-    proposer: str | None = typer.Option(None, "--proposer", help="Object proposal plugin."),
-    matcher: str | None = typer.Option(None, "--matcher", help="Proposal matching plugin."),
-    clusterer: str | None = typer.Option(None, "--clusterer", help="Clustering plugin."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Cluster scoring plugin."),
-    opt: list[str] = typer.Option([], "--opt", help="Plugin option KIND.KEY=VALUE, repeatable."),
+    saliency: Saliency = None,
+    proposer: Proposer = None,
+    matcher: Matcher = None,
+    clusterer: Clusterer = None,
+    scorer: Scorer = None,
+    opt: Opts = None,
     config: Path | None = typer.Option(None, "--config", help="A run.toml to start from; flags override it."),
     seed: int | None = typer.Option(None, "--seed", help="Pipeline seed."),
-    workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per saliency batch."),
+    workers: Workers = None,
+    batch_size: BatchSize = None,
     out: Path = typer.Option(Path("visum-out/benchmark"), "--out", help="Folder for benchmark.csv, .json, .html and every run."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained models stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: Quiet = False,
 ) -> None:
     """Run one pipeline configuration on worlds x models and score it against what each model relies on."""
     from visum.benchmark.models import ARCHITECTURES
@@ -50,7 +63,7 @@ def benchmark(
         raise ConfigError(f"bad --models '{models}': use names among {', '.join(ARCHITECTURES)}")
     flags = dict(saliency=saliency, proposer=proposer, matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed,
                  workers=workers, batch_size=batch_size)
-    base = _config_from_flags(config, flags, opt)
+    base = _config_from_flags(config, flags, opt or [])
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     rows = run_benchmark(base, chosen, archs, images, out, Cache(cache_dir, enabled=not no_cache),
                          TqdmReporter(quiet), root)

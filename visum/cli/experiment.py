@@ -7,7 +7,21 @@ from typing import Annotated
 
 import typer
 
-from visum.cli import TqdmReporter, _config_from_flags, app
+from visum.cli import (  # the pipeline flags the experiments share with `visum benchmark`
+    BatchSize,
+    Clusterer,
+    Device,
+    Matcher,
+    Opts,
+    Proposer,
+    Quiet,
+    Saliency,
+    Scorer,
+    TqdmReporter,
+    Workers,
+    _config_from_flags,
+    app,
+)
 
 experiment_app = typer.Typer(help="The paper's experiments: summaries against accuracy (4.3), specialisation (4.4).")
 app.add_typer(experiment_app, name="experiment")
@@ -16,17 +30,6 @@ _MODEL_HELP = ("parts (the shipped CNN), parts:RECIPE (a parts CNN trained once 
                "visum.experiments.models.RECIPES), or SPEC[=WEIGHTS] as for `visum run --model/--weights`; repeatable.")
 
 
-# the pipeline flags both experiments share
-Saliency = Annotated[str | None, typer.Option("--saliency", help="Saliency plugin (default gradient).")]
-Proposer = Annotated[str | None, typer.Option("--proposer", help="Proposal plugin (default selective-search).")]
-Matcher = Annotated[str | None, typer.Option("--matcher", help="Matcher plugin (default hog).")]
-Clusterer = Annotated[str | None, typer.Option("--clusterer", help="Clustering plugin (default hdbscan, as visum run).")]
-Scorer = Annotated[str | None, typer.Option("--scorer", help="Scoring plugin (default ssim).")]
-Opts = Annotated[list[str] | None, typer.Option("--opt", help="Plugin option KIND.KEY=VALUE, repeatable.")]
-Workers = Annotated[int | None, typer.Option("--workers", help="Processes for all-pairs matching.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size")]
-Device = Annotated[str | None, typer.Option("--device")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _base_config(saliency, proposer, matcher, clusterer, scorer, opt, seed, workers, batch_size, device):
