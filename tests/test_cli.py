@@ -59,6 +59,22 @@ def test_default_run_produces_at_least_two_kept_summaries(default_run):
     assert set(m.timings) >= {"saliency", "proposals", "matching", "clustering", "scoring", "summaries"}
 
 
+def test_kept_summaries_carry_the_models_reliance_and_come_most_relied_on_first(default_run):
+    from visum.summary_reliance import ratio_of_sums
+
+    m = load_manifest(default_run)
+    kept = m.kept_summaries
+    assert all(s.reliance is not None and all(mem.drop is not None for mem in s.members) for s in kept)
+    assert [s.reliance for s in kept] == sorted((s.reliance for s in kept), reverse=True)
+    assert m.summaries[: len(kept)] == kept
+    # the record is the ratio of sums of its members' scores: recomputed from the member drops and scores
+    for s in kept:
+        p = np.array([m.images[mem.image].target_score for mem in s.members])
+        drop = np.array([mem.drop for mem in s.members])
+        assert ratio_of_sums(p, p * (1 - drop)) == pytest.approx(s.reliance, abs=1e-4)
+    assert "reliance" in (default_run / "report.html").read_text()
+
+
 def test_default_run_recovers_every_part_with_pure_summaries(default_run):
     """The default pipeline was chosen for purity x coverage (docs/summaries.md, "Default pipeline")."""
     from visum.evaluate.summaries import evaluate_run

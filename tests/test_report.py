@@ -339,3 +339,15 @@ def test_report_with_nothing(tmp_path: Path) -> None:
     m = m.model_copy(update={"summaries": [], "timings": {}, "images": []})
     page = write_report(m, tmp_path / "new", summary_pngs={}).read_text(encoding="utf-8")
     assert "Discarded clusters (0)" in page and "<img" not in page
+
+
+def test_a_tiny_part_is_shown_in_its_surroundings():
+    # a 4 px part in a 200 px image: with context 0.4 the crop covers at least 80 px of the image
+    img = _grey(200, 200)
+    tight = member_tile(img, [100, 100, 104, 104], [100, 100, 104, 104], tile=128)
+    wide = member_tile(img, [100, 100, 104, 104], [100, 100, 104, 104], tile=128, context=0.4)
+    red_tight, red_wide = _red_mask(tight).sum(), _red_mask(wide).sum()
+    assert red_wide < red_tight / 50  # the part is a small red spot in a wide tile
+    # at the border the crop shifts inside the image instead of shrinking
+    corner = member_tile(img, [0, 0, 4, 4], [0, 0, 4, 4], tile=128, context=0.4)
+    assert _red_mask(corner).sum() == pytest.approx(red_wide, rel=0.35)

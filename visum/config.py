@@ -72,6 +72,10 @@ class PruningConfig(_Section):
 class SummariesConfig(_Section):
     min_images: int = Field(3, ge=2, description="A cluster becomes a summary candidate only when its parts come from at least this many images.")
     tile: int = Field(128, ge=32, description="Side of one member tile in the summary images, pixels.")
+    tile_context: float = Field(
+        0.4, ge=0.0, le=1.0,
+        description="Each member tile shows at least this share of the image's shorter side around the part, so a "
+                    "tiny part is seen in its surroundings (0 = the region and a thin margin only).")
 
 
 class RunConfig(_Section):

@@ -112,9 +112,14 @@ def masks_manifest(p: "Pipeline", model, target, images, probs, states) -> Manif
     return manifest
 
 
-def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters, verdicts, nodes):
-    """Masks, summary images, run.toml; returns the manifest and the pictures for the report."""
+def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters, verdicts, nodes, drops=None):
+    """Masks, summary images, run.toml; returns the manifest and the pictures for the report.
+
+    Kept summaries come first, the one the model relies on most first (``drops``: ``{cluster:
+    (p, p_blurred)}``, :mod:`visum.summary_reliance`), then by size.
+    """
     from visum.report import member_tile, save_png, summary_grid
+    from visum.summary_reliance import ratio_of_sums
 
     out = p.out_dir
     names = model.class_names
@@ -122,17 +127,30 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     by_id = {im.id: im for im in images}
     records, mask_pngs = image_records(out, model, target, images, probs, states)
 
-    order = sorted(range(len(clusters)), key=lambda c: (not verdicts[c].kept, -len(clusters[c]), clusters[c][0][0]))
+    drops = drops or {}
+    reliance = {c: ratio_of_sums(*pq) for c, pq in drops.items()}
+
+    def rank(c: int) -> tuple:
+        r = reliance.get(c, float("nan"))
+        return (not verdicts[c].kept, -(r if r == r else -np.inf), -len(clusters[c]), clusters[c][0][0])
+
+    order = sorted(range(len(clusters)), key=rank)
     summaries, summary_pngs = [], {}
     for sid, c in enumerate(order):
         members, tiles = [], []
-        for k, score in clusters[c]:
+        p_clean, p_blurred = drops.get(c, (None, None))
+        for j, (k, score) in enumerate(clusters[c]):
             node = nodes[k]
             im = by_id[node.image]
             region_box = im.view.box_to_original(states[node.image].regions.boxes[node.region])
             part_box = im.view.box_to_original(states[node.image].boxes[node.proposal])
-            members.append(MemberRecord(image=node.image, region=node.region, part_bbox=part_box, score=round(score, 6)))
-            tiles.append(member_tile(im.original, region_box, part_box, tile=p.config.summaries.tile))
+            drop = None
+            if p_clean is not None:
+                drop = round(float((p_clean[j] - p_blurred[j]) / max(p_clean[j], 1e-12)), 6)
+            members.append(MemberRecord(image=node.image, region=node.region, part_bbox=part_box, score=round(score, 6),
+                                        drop=drop))
+            tiles.append(member_tile(im.original, region_box, part_box, tile=p.config.summaries.tile,
+                                     context=p.config.summaries.tile_context))
         verdict = verdicts[c]
         title = f"summary {sid} — {len(members)} parts" + ("" if verdict.kept else " (discarded)")
         png = out / "summaries" / f"{sid:03d}.png"
@@ -140,6 +158,7 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
         summary_pngs[sid] = png
         summaries.append(
             SummaryRecord(id=sid, kept=verdict.kept, quality={k: round(v, 6) for k, v in verdict.quality.items()},
+                          reliance=round(reliance[c], 6) if c in reliance and reliance[c] == reliance[c] else None,
                           image=relative_to(png, out), members=members)
         )
 

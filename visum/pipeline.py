@@ -218,8 +218,11 @@ class Pipeline:
             clusters = self._cluster(nodes, corr)
         with self.stage("scoring"):
             verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
+        with self.stage("reliance"):
+            drops = self._reliance(model, target, clusters, verdicts, nodes, {im.id: im for im in used}, states)
         with self.stage("summaries"):
-            manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes)
+            manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes,
+                                               drops)
         report = finish(manifest, self.out_dir, pictures, self.timings)
         return RunResult(manifest, self.out_dir, report, self.cache.hits, self.cache.misses)
 
@@ -461,6 +464,22 @@ class Pipeline:
             if len({nodes[k].image for k, _ in members}) >= self.config.summaries.min_images:
                 clusters.append(members)
         return clusters
+
+    def _reliance(self, model: LoadedModel, target: int, clusters, verdicts, nodes, by_id: dict[int, InputImage],
+                  states) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{cluster index: (p [M], p_blurred [M])}`` for each kept cluster: the target's probability of each
+        member's view, and with the member's part box blurred (:mod:`visum.summary_reliance`)."""
+        from visum.summary_reliance import member_drops
+
+        pre = model.preprocessing
+        out = {}
+        for c, members in enumerate(clusters):
+            if not verdicts[c].kept:
+                continue
+            views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in members]).to(self.config.device)
+            boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in members])
+            out[c] = member_drops(model.module, views, boxes, [target] * len(members), self.config.batch_size)
+        return out
 
     def _score(self, clusters, nodes, by_id: dict[int, InputImage], states) -> list:
         info, component, _ = self.components["scorer"]

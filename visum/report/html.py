@@ -278,6 +278,9 @@ def _summary_card(
         f"<span><b>{n_images}</b> images</span>",
         f"<span>mean part score <b>{_e(_fmt(mean_score))}</b></span>",
     ]
+    if summary.reliance is not None:
+        stats.insert(0, f'<span title="relative fall of the target\'s probability when the members\' parts are '
+                        f'blurred">reliance <b>{_e(_fmt(summary.reliance))}</b></span>')
     stats += [f"<span>{_e(k)} <b>{_e(_fmt(v))}</b></span>" for k, v in sorted(summary.quality.items())]
     stats += summary_ground_truth(ground_truth)
     badge = '<span class="badge kept">kept</span>' if summary.kept else '<span class="badge off">discarded</span>'
@@ -294,12 +297,13 @@ def _summary_card(
         rows.append(
             f'<tr><td class="num">{m.image}</td><td class="path" title="{_e(rec.path if rec else "")}">{_e(name)}</td>'
             f'<td class="num">{m.region}</td><td class="mono">{_e(list(m.part_bbox))}</td>'
-            f'<td class="num">{_e(_fmt(m.score))}</td></tr>'
+            f'<td class="num">{_e(_fmt(m.score))}</td>'
+            f'<td class="num">{_e(_fmt(m.drop) if m.drop is not None else "")}</td></tr>'
         )
     table = (
         '<details class="members"><summary>Members</summary><table>'
         '<thead><tr><th class="num">image</th><th>file</th><th class="num">region</th>'
-        '<th>part box [x0, y0, x1, y1]</th><th class="num">score</th></tr></thead>'
+        '<th>part box [x0, y0, x1, y1]</th><th class="num">score</th><th class="num">drop</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></details>'
     )
     cls = "summary" if summary.kept else "summary discarded"

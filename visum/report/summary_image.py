@@ -112,6 +112,19 @@ def _fit_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return m
 
 
+def _grow_to(lo: int, hi: int, least: int, size: int) -> tuple[int, int]:
+    """``[lo, hi)`` grown about its centre to at least ``least`` long, shifted to lie in ``[0, size)`` if it can."""
+    if hi - lo >= least:
+        return lo, hi
+    extra = least - (hi - lo)
+    lo, hi = lo - extra // 2, hi + extra - extra // 2
+    if lo < 0:
+        lo, hi = 0, hi - lo
+    if hi > size:
+        lo, hi = lo - (hi - size), size
+    return lo, hi
+
+
 def member_tile(
     image: np.ndarray,
     region_bbox: Sequence[int],
@@ -121,12 +134,15 @@ def member_tile(
     region_mask: np.ndarray | None = None,
     margin: float = 0.08,
     outline: int = 2,
+    context: float = 0.0,
 ) -> np.ndarray:
     """One ``[tile, tile, 3]`` uint8 tile showing a summary member.
 
     The crop covers ``region_bbox`` (and ``part_bbox``, should the part stick out of the
     region) plus a context margin of ``margin`` times the longer side (at least 2 px),
-    clipped to the image; it is scaled to fit the tile and padded with grey to keep its
+    grown about its centre to at least ``context`` times the image's shorter side on each
+    axis (a tiny part is shown in its surroundings: the paper's user study asks people to
+    name a summary at a glance), shifted inside and clipped to the image; it is scaled to fit the tile and padded with grey to keep its
     aspect ratio. The part's pixels are tinted red (alpha ``PART_ALPHA``) and outlined
     ``outline`` px thick. ``region_mask`` (bool, the original image's size; other sizes are
     resized) dims the pixels outside the region; without it, only the margin outside the
@@ -142,8 +158,11 @@ def member_tile(
     # Crop: region ∪ part, plus context.
     ux0, uy0, ux1, uy1 = min(rx0, px0), min(ry0, py0), max(rx1, px1), max(ry1, py1)
     m = max(2, int(round(margin * max(ux1 - ux0, uy1 - uy0))))
-    cx0, cy0 = max(ux0 - m, 0), max(uy0 - m, 0)
-    cx1, cy1 = min(ux1 + m, w), min(uy1 + m, h)
+    cx0, cy0, cx1, cy1 = ux0 - m, uy0 - m, ux1 + m, uy1 + m
+    least = int(round(context * min(h, w)))
+    cx0, cx1 = _grow_to(cx0, cx1, least, w)
+    cy0, cy1 = _grow_to(cy0, cy1, least, h)
+    cx0, cy0, cx1, cy1 = max(cx0, 0), max(cy0, 0), min(cx1, w), min(cy1, h)
     crop = img[cy0:cy1, cx0:cx1].astype(np.float32)
     ch, cw = crop.shape[:2]
 
@@ -289,8 +308,12 @@ def summary_image(
     gap: int = 4,
     title: str | None = None,
     max_tiles: int | None = None,
+    context: float | None = None,
 ) -> np.ndarray:
     """The grid image of one summary of ``manifest``.
+
+    ``context`` is :func:`member_tile`'s; ``None`` takes the run's ``summaries.tile_context``
+    from the manifest's configuration (0 when it does not have one).
 
     ``images`` gives the original image ``[H, W, 3]`` of an ``ImageRecord.id`` (a mapping or
     a function; each image is fetched once). ``masks`` optionally gives that image's binary
@@ -309,6 +332,8 @@ def summary_image(
     if masks is not None:
         get_mask = masks if callable(masks) else (lambda i: masks.get(i))  # type: ignore[union-attr]
 
+    if context is None:
+        context = float(manifest.config.get("summaries", {}).get("tile_context", 0.0))
     members = sorted(summary.members, key=lambda m: (-m.score, m.image, m.region))
     shown = members if max_tiles is None else members[: max(0, max_tiles)]
     loaded: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -324,7 +349,7 @@ def summary_image(
         regions = {r.id: r for r in records[mem.image].regions} if mem.image in records else {}
         region = regions.get(mem.region)
         region_bbox = region.bbox if region is not None else mem.part_bbox
-        tiles.append(member_tile(img, region_bbox, mem.part_bbox, tile=tile, region_mask=mask))
+        tiles.append(member_tile(img, region_bbox, mem.part_bbox, tile=tile, region_mask=mask, context=context))
 
     if title is None:
         n_img = len({m.image for m in summary.members})
