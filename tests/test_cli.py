@@ -335,3 +335,38 @@ def test_a_clusterer_that_does_not_converge_is_said_out_loud(parts_folder, tmp_p
     manifest = load_manifest(out)
     assert [w.code for w in manifest.warnings] == ["clusterer-convergence"]
     assert "clusterer.max_iter" in (out / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def paper_runs(tmp_path_factory):
+    """The paper's matching and clustering on 30 parts images: summaries as clustered, then merged."""
+    root = tmp_path_factory.mktemp("paper")
+    runs = {}
+    for name, summaries in {"as-clustered": "min_reliance = -100\n", "reliance": "min_reliance = 0.2\n",
+                            "merged": 'min_reliance = 0.2\nmerge = "same-part"\n'}.items():
+        cfg = root / f"{name}.toml"
+        cfg.write_text(f"[summaries]\n{summaries}")
+        out = root / name
+        assert main(["run", "--matcher", "proposal-flow", "--clusterer", "ap", "--config", str(cfg), "--out", str(out),
+                     "--quiet"]) == 0
+        runs[name] = load_manifest(out)
+    return runs
+
+
+def test_summaries_the_model_does_not_rely_on_are_discarded(paper_runs):
+    before, after = paper_runs["as-clustered"], paper_runs["reliance"]
+    measured = lambda m: sorted(s.reliance for s in m.summaries if s.reliance is not None)  # noqa: E731
+    assert measured(before) == measured(after)  # the same summaries, measured the same
+    low = [s for s in before.kept_summaries if s.reliance < 0.2]
+    assert low, "the parts CNN ignores some clustered regions (background); this run should show some"
+    assert len(after.kept_summaries) == len(before.kept_summaries) - len(low)
+    assert all(s.reliance >= 0.2 for s in after.kept_summaries)
+    dropped = [s for s in after.summaries if s.quality.get("not_relied_on")]
+    assert len(dropped) == len(low) and not any(s.kept for s in dropped)
+
+
+def test_merging_clusters_of_the_same_part_leaves_fewer_larger_summaries(paper_runs):
+    merged, unmerged = paper_runs["merged"], paper_runs["reliance"]
+    assert len(merged.kept_summaries) < 0.6 * len(unmerged.kept_summaries)
+    members = lambda m: sum(len(s.members) for s in m.kept_summaries)  # noqa: E731
+    assert members(merged) / len(merged.kept_summaries) > members(unmerged) / len(unmerged.kept_summaries)

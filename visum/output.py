@@ -127,7 +127,7 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     by_id = {im.id: im for im in images}
     records, mask_pngs = image_records(out, model, target, images, probs, states)
 
-    drops = drops or {}
+    drops = drops or {}  # discarded-for-reliance clusters keep their measured reliance
     reliance = {c: ratio_of_sums(*pq) for c, pq in drops.items()}
 
     def rank(c: int) -> tuple:

@@ -220,6 +220,7 @@ class Pipeline:
             verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
         with self.stage("reliance"):
             drops = self._reliance(model, target, clusters, verdicts, nodes, {im.id: im for im in used}, states)
+            verdicts = self._drop_unrelied(verdicts, drops)
         with self.stage("summaries"):
             manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes,
                                                drops)
@@ -450,6 +451,15 @@ class Pipeline:
                        f"reliable; raise --opt clusterer.max_iter or clusterer.damping")
             self.reporter.warn(message)
             self.warnings.append(WarningRecord(code="clusterer-convergence", message=message))
+        sc = self.config.summaries
+        if sc.merge == "same-part":
+            from visum.merging import MergeRule, merge_same_part
+
+            image_of = np.array([n.image for n in nodes])
+            boxes = np.stack([self.states[n.image].boxes[n.proposal] for n in nodes])
+            labels, merges = merge_same_part(labels, corr, image_of, boxes,
+                                             MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
+            self.reporter.info(f"merged {len(merges)} clusters that show the same part")
         clusters = []
         for label in sorted(set(labels[labels >= 0].tolist())):
             idx = np.flatnonzero(labels == label)
@@ -479,6 +489,20 @@ class Pipeline:
             views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in members]).to(self.config.device)
             boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in members])
             out[c] = member_drops(model.module, views, boxes, [target] * len(members), self.config.batch_size)
+        return out
+
+    def _drop_unrelied(self, verdicts: list, drops: dict[int, tuple[np.ndarray, np.ndarray]]) -> list:
+        """Discard kept clusters the model does not rely on: reliance below ``summaries.min_reliance``."""
+        from dataclasses import replace
+
+        from visum.summary_reliance import ratio_of_sums
+
+        least = self.config.summaries.min_reliance
+        out = list(verdicts)
+        for c, (p, q) in drops.items():
+            r = ratio_of_sums(p, q)
+            if least is not None and r == r and r < least:
+                out[c] = replace(out[c], kept=False, quality={**out[c].quality, "not_relied_on": 1.0})
         return out
 
     def _score(self, clusters, nodes, by_id: dict[int, InputImage], states) -> list:

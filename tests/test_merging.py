@@ -1,0 +1,55 @@
+"""Clusters that show the same part merge; clusters of different parts do not."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from visum.merging import MergeRule, colocation, merge_same_part
+
+PART_BOX = {"eye": [10, 10, 20, 20], "tail": [60, 60, 80, 80], "whole": [0, 0, 100, 100]}
+
+
+def _world(rows):
+    """rows: (image, part, label) -> image_of, boxes, labels; Corr 0.8 within a part, 0.05 across."""
+    image_of = np.array([r[0] for r in rows])
+    part = [r[1] for r in rows]
+    boxes = np.array([PART_BOX[p] for p in part])
+    labels = np.array([r[2] for r in rows])
+    n = len(rows)
+    dense = np.array([[0.8 if part[i] == part[j] else 0.05 for j in range(n)] for i in range(n)])
+    np.fill_diagonal(dense, 0)
+    return image_of, boxes, labels, sp.csr_matrix(dense)
+
+
+def test_one_part_split_by_images_merges_by_linkage_and_parts_stay_apart():
+    rows = [(i, "eye", 0) for i in range(5)] + [(i, "eye", 1) for i in range(5, 10)] + [(i, "tail", 2) for i in range(10)]
+    image_of, boxes, labels, corr = _world(rows)
+    out, merges = merge_same_part(labels, corr, image_of, boxes)
+    assert merges == [(0, 1, "linkage")]
+    assert len(set(out[:10])) == 1 and len(set(out[10:])) == 1 and out[0] != out[10]
+
+
+def test_co_located_clusters_merge_even_when_they_do_not_look_alike():
+    rows = [(i, "eye", 0) for i in range(6)] + [(i, "eye", 1) for i in range(6)] + [(i, "tail", 2) for i in range(6)]
+    image_of, boxes, labels, _ = _world(rows)
+    corr = sp.csr_matrix((len(rows), len(rows)))  # no similarity at all: only the boxes can tell
+    assert colocation(np.arange(6), np.arange(6, 12), image_of, boxes) == (6, 6)
+    assert colocation(np.arange(6), np.arange(12, 18), image_of, boxes) == (6, 0)
+    out, merges = merge_same_part(labels, corr, image_of, boxes)
+    assert merges == [(0, 1, "co-location")] and out.tolist() == [0] * 12 + [1] * 6
+
+
+def test_a_box_around_the_whole_object_co_locates_with_nothing():
+    rows = [(i, "eye", 0) for i in range(6)] + [(i, "whole", 1) for i in range(6)]
+    image_of, boxes, labels, _ = _world(rows)
+    out, merges = merge_same_part(labels, sp.csr_matrix((12, 12)), image_of, boxes)
+    assert merges == [] and out.tolist() == labels.tolist()
+
+
+def test_thresholds_and_unassigned_points():
+    rows = [(i, "eye", 0) for i in range(4)] + [(i, "eye", 1) for i in range(4, 8)] + [(8, "tail", -1)]
+    image_of, boxes, labels, corr = _world(rows)
+    # between = 0.8 and within = 0.8: a link threshold above 1 refuses the merge
+    out, merges = merge_same_part(labels, corr, image_of, boxes, MergeRule(link=1.01))
+    assert merges == [] and out[-1] == -1
+    out, merges = merge_same_part(labels, corr, image_of, boxes, MergeRule(link=0.99))
+    assert len(merges) == 1 and out.tolist() == [0] * 8 + [-1]
