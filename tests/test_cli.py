@@ -67,7 +67,8 @@ def test_kept_summaries_carry_the_models_reliance_and_come_most_relied_on_first(
     assert all(s.reliance is not None and all(mem.drop is not None for mem in s.members) for s in kept)
     assert [s.reliance for s in kept] == sorted((s.reliance for s in kept), reverse=True)
     assert m.summaries[: len(kept)] == kept
-    # the record is the ratio of sums of its members' scores: recomputed from the member drops and scores
+    # the reliance is the ratio of sums over its members, whose unblurred probability is the image's target score
+    # (blurring the right box, not a wrong one, is tested in test_summary_reliance and by the discards below)
     for s in kept:
         p = np.array([m.images[mem.image].target_score for mem in s.members])
         drop = np.array([mem.drop for mem in s.members])

@@ -53,3 +53,32 @@ def test_thresholds_and_unassigned_points():
     assert merges == [] and out[-1] == -1
     out, merges = merge_same_part(labels, corr, image_of, boxes, MergeRule(link=0.99))
     assert len(merges) == 1 and out.tolist() == [0] * 8 + [-1]
+
+
+def test_a_mixed_cluster_does_not_chain_two_parts_together():
+    rows = ([(i, "eye", 0) for i in range(6)] + [(i, "tail", 1) for i in range(6, 12)]
+            + [(i, "eye", 2) for i in range(12, 17)] + [(i, "tail", 2) for i in range(17, 22)])
+    image_of, boxes, labels, corr = _world(rows)
+    out, merges = merge_same_part(labels, corr, image_of, boxes)
+    assert out[0] != out[6]  # the eye cluster and the tail cluster stay apart
+    assert len(merges) <= 1
+
+
+def test_successive_merges_update_the_statistics():
+    # one part in four clusters over disjoint images: three merges in a row, by linkage
+    rows = [(i, "eye", i // 3) for i in range(12)] + [(i, "tail", 9) for i in range(12, 18)]
+    image_of, boxes, labels, corr = _world(rows)
+    out, merges = merge_same_part(labels, corr, image_of, boxes)
+    assert len(merges) == 3 and {m[2] for m in merges} == {"linkage"}
+    assert len(set(out[:12])) == 1 and out[12] != out[0]
+
+
+def test_co_location_outranks_linkage():
+    # clusters 0 and 1: same eye, same images (co-located) but dissimilar; 2 and 3: a tail split in two, linked
+    rows = ([(i, "eye", 0) for i in range(4)] + [(i, "eye", 1) for i in range(4)]
+            + [(i, "tail", 2) for i in range(4, 8)] + [(i, "tail", 3) for i in range(8, 12)])
+    image_of, boxes, labels, corr = _world(rows)
+    dense = corr.toarray()
+    dense[:8, :8] = 0.0
+    out, merges = merge_same_part(labels, sp.csr_matrix(dense), image_of, boxes)
+    assert merges[0] == (0, 1, "co-location") and merges[1][2] == "linkage"

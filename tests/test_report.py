@@ -351,3 +351,6 @@ def test_a_tiny_part_is_shown_in_its_surroundings():
     # at the border the crop shifts inside the image instead of shrinking
     corner = member_tile(img, [0, 0, 4, 4], [0, 0, 4, 4], tile=128, context=0.4)
     assert _red_mask(corner).sum() == pytest.approx(red_wide, rel=0.35)
+    # a region whose margin already reaches the border still gets the whole context (80 px, not 76)
+    edge = member_tile(img, [0, 0, 70, 70], [0, 0, 70, 70], tile=160, context=0.4)
+    assert _red_mask(edge).sum() == pytest.approx((70 / 80 * 160) ** 2, rel=0.1)

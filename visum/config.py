@@ -77,10 +77,10 @@ class SummariesConfig(_Section):
                                                       "least this times the smaller mean inner similarity.")
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "
                                                                 "members of both clusters overlap.")
-    min_reliance: float | None = Field(
+    min_reliance: float = Field(
         0.2, description="A summary is discarded when blurring its members' parts takes less than this share of the "
-                         "target's probability (visum.summary_reliance): the model does not rely on it. 0.2 is the "
-                         "worlds benchmark's fixed 'relied on' convention; None keeps every scored summary.")
+                         "target's probability (visum.summary_reliance): the model does not rely on it. 0.2 follows "
+                         "the worlds benchmark's fixed 'relied on' convention; -inf keeps every scored summary.")
     min_images: int = Field(3, ge=2, description="A cluster becomes a summary candidate only when its parts come from at least this many images.")
     tile: int = Field(128, ge=32, description="Side of one member tile in the summary images, pixels.")
     tile_context: float = Field(

@@ -12,14 +12,14 @@ and ``B`` show the same part:
   each other: a box around the whole object co-locates with nothing) in at least
   ``colocated`` of those images, and there are at least ``min_shared`` of them. Two parts of
   one object never sit in the same place.
-* **linkage** — the mean similarity between their members (absent ``Corr''`` entries count as
-  0) is at least ``link`` times the smaller of their own mean inner similarities: ``B``'s
-  members look as much like ``A``'s as ``A``'s own look alike (average linkage, scale-free).
+* **linkage** — the mean similarity between their members (over pairs from different images,
+  as ``Corr''`` has no same-image entries; absent entries count as 0) is at least ``link``
+  times the *larger* of their own mean inner similarities (average linkage, scale-free). With
+  the larger one, a loose mixed cluster cannot link two tight clusters of different parts.
 
-Merging is greedy and agglomerative: the pair that passes with the strongest evidence merges
-first and its statistics are updated (sums of ``Corr''`` blocks add up), until no pair passes.
-Greedy merging with updated statistics does not chain two parts through one mixed cluster the
-way connected components of the pairwise test would.
+Merging is greedy and agglomerative: any co-located pair merges before any linked pair, the
+strongest first within each test, and the merged cluster's statistics are updated (sums of
+``Corr''`` blocks and member counts per image add up), until no pair passes.
 
 Shapes: ``labels [N]`` (``-1`` unassigned), ``corr [N, N]`` sparse symmetric, ``image_of [N]``,
 ``boxes [N, 4]`` ``[x0, y0, x1, y1)`` in each image's own pixels.
@@ -88,38 +88,47 @@ def merge_same_part(labels: np.ndarray, corr: sp.spmatrix, image_of: np.ndarray,
     ind = sp.csr_matrix((np.ones(int((labels >= 0).sum())), (np.flatnonzero(labels >= 0),
                          [index[c] for c in labels[labels >= 0]])), shape=(len(labels), len(names)))
     block = (ind.T @ corr @ ind).toarray()
-    size = {c: len(members[c]) for c in names}
     sums = {(a, b): block[index[a], index[b]] for a in names for b in names}
+    # members per image of each cluster: Corr'' has no same-image entries, so means are over cross-image pairs
+    per_image = {c: np.bincount(image_of[members[c]], minlength=int(image_of.max()) + 1) for c in names}
+
+    def pairs(a: int, b: int) -> float:
+        """Cross-image member pairs of ``a`` and ``b`` (ordered pairs when ``a == b``)."""
+        na, nb = per_image[a], per_image[b]
+        return float(na.sum() * nb.sum() - np.dot(na, nb))
     alive = set(names)
     merges = []
 
-    def inner(c: int) -> float:
-        n = size[c]
-        return sums[(c, c)] / (n * (n - 1)) if n > 1 else 0.0
+    def mean(a: int, b: int) -> float:
+        n = pairs(a, b)
+        return sums[(a, b)] / n if n > 0 else 0.0
 
-    def evidence(a: int, b: int) -> tuple[float, str] | None:
+    def evidence(a: int, b: int) -> tuple[int, float, str] | None:
+        """``(test, strength, name)``: co-location (test 1) ranks above any linkage (test 0)."""
         shared, together = colocation(members[a], members[b], image_of, boxes, rule.overlap, rule.max_area_ratio)
         if shared >= rule.min_shared and together >= rule.colocated * shared:
-            return 1.0 + together / shared, "co-location"
-        within = min(inner(a), inner(b))
-        between = sums[(a, b)] / (size[a] * size[b])
+            return 1, together / shared, "co-location"
+        # both clusters must be as tight with each other as each is in itself (the larger inner mean): a loose,
+        # mixed cluster cannot link two parts
+        within = max(mean(a, a), mean(b, b))
+        between = mean(a, b)
         if within > 0 and between >= rule.link * within:
-            return between / within, "linkage"
+            return 0, between / within, "linkage"
         return None
 
     pending = {(a, b): evidence(a, b) for a in names for b in names if a < b}
     while True:
-        passing = [(ev[0], pair, ev[1]) for pair, ev in pending.items() if ev is not None]
+        passing = [(ev[0], ev[1], pair, ev[2]) for pair, ev in pending.items() if ev is not None]
         if not passing:
             break
-        _, (a, b), why = max(passing, key=lambda t: (t[0], -t[1][0], -t[1][1]))
+        _, _, (a, b), why = max(passing, key=lambda t: (t[0], t[1], -t[2][0], -t[2][1]))
         merges.append((a, b, why))
         members[a] = np.sort(np.concatenate([members[a], members[b]]))
         for c in alive:
             if c not in (a, b):
                 sums[(a, c)] = sums[(c, a)] = sums[(a, c)] + sums[(b, c)]
         sums[(a, a)] = sums[(a, a)] + sums[(b, b)] + 2 * sums[(a, b)]
-        size[a] += size[b]
+        per_image[a] = per_image[a] + per_image[b]
         alive.discard(b)
         labels = np.where(labels == b, a, labels)
         pending = {pair: ev for pair, ev in pending.items() if b not in pair and a not in pair}

@@ -486,9 +486,16 @@ class Pipeline:
         for c, members in enumerate(clusters):
             if not verdicts[c].kept:
                 continue
-            views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in members]).to(self.config.device)
-            boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in members])
-            out[c] = member_drops(model.module, views, boxes, [target] * len(members), self.config.batch_size)
+            bs = max(1, self.config.batch_size // 2)  # member_drops classifies each batch and its blurred copy
+            p, q = [], []
+            for start in range(0, len(members), bs):  # one batch of views in memory at a time
+                batch = members[start : start + bs]
+                views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in batch]).to(self.config.device)
+                boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in batch])
+                pb, qb = member_drops(model.module, views, boxes, [target] * len(batch), bs)
+                p.append(pb)
+                q.append(qb)
+            out[c] = (np.concatenate(p), np.concatenate(q))
         return out
 
     def _drop_unrelied(self, verdicts: list, drops: dict[int, tuple[np.ndarray, np.ndarray]]) -> list:
@@ -501,7 +508,7 @@ class Pipeline:
         out = list(verdicts)
         for c, (p, q) in drops.items():
             r = ratio_of_sums(p, q)
-            if least is not None and r == r and r < least:
+            if r == r and r < least:
                 out[c] = replace(out[c], kept=False, quality={**out[c].quality, "not_relied_on": 1.0})
         return out
 

@@ -485,7 +485,8 @@ def render_report(
         inner = '<p class="noimg">None.</p>'
     parts.append(
         f'<details class="section" id="discarded"><summary>Discarded clusters ({len(discarded)})</summary>\n'
-        '<p class="sub">Clusters the scorer judged inconsistent, shown for inspection.</p>\n'
+        '<p class="sub">Clusters the scorer judged inconsistent, and summaries the model does not rely on '
+        '(reliance below summaries.min_reliance), shown for inspection.</p>\n'
         f"{inner}\n</details>"
     )
     parts.append(_model_input(manifest, images, inputs))

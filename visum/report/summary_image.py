@@ -121,7 +121,7 @@ def _grow_to(lo: int, hi: int, least: int, size: int) -> tuple[int, int]:
     if lo < 0:
         lo, hi = 0, hi - lo
     if hi > size:
-        lo, hi = lo - (hi - size), size
+        lo, hi = max(0, lo - (hi - size)), size
     return lo, hi
 
 
@@ -158,11 +158,10 @@ def member_tile(
     # Crop: region ∪ part, plus context.
     ux0, uy0, ux1, uy1 = min(rx0, px0), min(ry0, py0), max(rx1, px1), max(ry1, py1)
     m = max(2, int(round(margin * max(ux1 - ux0, uy1 - uy0))))
-    cx0, cy0, cx1, cy1 = ux0 - m, uy0 - m, ux1 + m, uy1 + m
+    cx0, cy0, cx1, cy1 = max(ux0 - m, 0), max(uy0 - m, 0), min(ux1 + m, w), min(uy1 + m, h)
     least = int(round(context * min(h, w)))
     cx0, cx1 = _grow_to(cx0, cx1, least, w)
     cy0, cy1 = _grow_to(cy0, cy1, least, h)
-    cx0, cy0, cx1, cy1 = max(cx0, 0), max(cy0, 0), min(cx1, w), min(cy1, h)
     crop = img[cy0:cy1, cx0:cx1].astype(np.float32)
     ch, cw = crop.shape[:2]
 
