@@ -17,7 +17,7 @@ from visum.evaluate.summaries import (
     mean_within,
     member_labels,
     normalized_mutual_information,
-    random_subsets_mean,
+    random_images_mean,
     region_part_coverage,
     score_summaries,
     shown_parts,
@@ -92,15 +92,16 @@ def test_nmi_is_one_for_a_relabelling_and_zero_for_independent_labels():
 
 
 def test_mu_r_estimates_the_mean_distance_of_the_pool():
-    """A random subset's mean pairwise distance is, in expectation, the mean over all pairs of the pool."""
+    """With one region per image, a random set of images' mean pairwise distance is, in expectation, the mean over all pairs."""
     rng = np.random.default_rng(3)
     tags = rng.random((12, 4)) < 0.4
     d = jaccard_distances(tags)
     i, j = np.triu_indices(12, k=1)
-    mu_r = random_subsets_mean(d, [3, 5], draws=4000, rng=np.random.default_rng(0))
+    pool = [tags[k : k + 1] for k in range(12)]
+    mu_r = random_images_mean(pool, [3, 5], draws=4000, rng=np.random.default_rng(0))
     assert mu_r == pytest.approx(d[i, j].mean(), abs=0.01)
-    assert random_subsets_mean(d, [3, 5], 50, np.random.default_rng(1)) == random_subsets_mean(
-        d, [3, 5], 50, np.random.default_rng(1))
+    assert random_images_mean(pool, [3, 5], 50, np.random.default_rng(1)) == random_images_mean(
+        pool, [3, 5], 50, np.random.default_rng(1))
     assert mean_within(d, [np.arange(12)]) == pytest.approx(d[i, j].mean())
 
 
@@ -124,11 +125,36 @@ def _maps(n: int) -> dict[int, np.ndarray]:
 def test_perfect_summaries_score_perfectly_and_beat_random_subsets():
     boxes = {"eye": EYE, "beak": BEAK, "tail": TAIL, "wing": WING}
     summaries = [(k, True, [(i, boxes[p]) for i in range(5)]) for k, p in enumerate(PARTS)]
-    s = score_summaries(summaries, _maps(5), PARTS, draws=200)
+    s = score_summaries(summaries, _maps(5), PARTS, draws=200, regions={i: list(boxes.values()) for i in range(5)})
     assert s.mean_purity == 1.0 and s.coverage == 1.0 and s.parts_recovered == PARTS
     assert s.nmi == pytest.approx(1.0)
     assert s.mu_s == 0.0 and s.mu_r > 0.5
     assert [x.majority for x in s.summaries] == PARTS
+
+
+def test_mu_r_comes_from_random_images_so_one_part_summaries_still_beat_it():
+    # every summary shows the eye: random members of the summaries would all be eyes too
+    # (mu_R = mu_S = 0); random regions of random images of the class are not
+    summaries = [(k, True, [(i, EYE) for i in range(k, k + 3)]) for k in range(3)]
+    regions = {i: [EYE, BEAK, TAIL, WING] for i in range(6)}
+    s = score_summaries(summaries, _maps(6), PARTS, draws=300, regions=regions)
+    assert s.mu_s == 0.0 and s.mu_r == pytest.approx(0.75 * 1.0, abs=0.05)  # two draws differ w.p. 3/4
+    only_eyes = score_summaries(summaries, _maps(6), PARTS, draws=50, regions={i: [EYE] for i in range(6)})
+    assert only_eyes.mu_r == 0.0
+    # an image without salient regions stands for itself (every part it shows)
+    whole = score_summaries(summaries, _maps(6), PARTS, draws=50, regions={})
+    assert whole.mu_r == 0.0
+
+
+def test_random_images_mean_draws_distinct_images_and_is_seeded():
+    a = np.array([[1, 0]], bool)
+    b = np.array([[0, 1]], bool)
+    # two images, groups of 2: always one row of each, distance 1
+    assert random_images_mean([a, b], [2], 20, np.random.default_rng(0)) == 1.0
+    assert np.isnan(random_images_mean([a], [2], 20, np.random.default_rng(0)))
+    pools = [np.array([[1, 0], [0, 1]], bool)] * 4
+    x = random_images_mean(pools, [3, 4], 30, np.random.default_rng(5))
+    assert x == random_images_mean(pools, [3, 4], 30, np.random.default_rng(5)) and 0 < x < 1
 
 
 def test_mixed_summaries_score_lower_and_discarded_ones_do_not_count():

@@ -25,9 +25,14 @@ Scores, over the kept summaries of one class:
   summary ids and their labels;
 * the paper's Fig. 4 protocol with the ground-truth parts as tags: ``mu_S`` is the mean
   over summaries of the mean Jaccard distance ``1 - |A ∩ B| / |A ∪ B|`` between the tag
-  sets of two members of the summary; ``mu_R`` is the same for random subsets of the same
-  sizes drawn (without replacement, seeded) from all members of the kept summaries,
-  averaged over ``draws`` draws. ``mu_S < mu_R`` means summaries group like parts.
+  sets of two members of the summary; ``mu_R`` is the same for *random images of the class*,
+  as in the paper (Sec. 4.2: "K sets R_i of c_i random images taken from that class"): for each
+  summary of ``n_i`` members, ``n_i`` distinct used images drawn at random, each represented by
+  one of its salient regions drawn at random (the unit summaries are made of; the whole image
+  when it has none), tagged like members; averaged over ``draws`` seeded draws.
+  ``mu_S < mu_R`` means summaries group like parts. (Drawing the random sets from the summaries'
+  own members, as visum did before, cannot tell summaries apart when all of them show one part:
+  ``mu_R`` then equals ``mu_S``.)
 
 A diagnostic of where coverage is lost: *region coverage* of a part is the share of the used
 images in which at least ``share`` of the part lies inside the salient regions' boxes. A part
@@ -58,7 +63,7 @@ __all__ = [
     "mean_within",
     "member_labels",
     "normalized_mutual_information",
-    "random_subsets_mean",
+    "random_images_mean",
     "region_part_coverage",
     "run_label_maps",
     "score_summaries",
@@ -170,18 +175,28 @@ def mean_within(distances: np.ndarray, groups: Sequence[np.ndarray]) -> float:
     return float(np.mean(means)) if means else float("nan")
 
 
-def random_subsets_mean(distances: np.ndarray, sizes: Sequence[int], draws: int, rng: np.random.Generator) -> float:
-    """The paper's ``mu_R``: :func:`mean_within` of random groups of ``sizes``, averaged over ``draws``.
+def random_images_mean(image_tags: Sequence[np.ndarray], sizes: Sequence[int], draws: int,
+                       rng: np.random.Generator) -> float:
+    """The paper's ``mu_R`` over random images: for every size ``n_i >= 2``, ``n_i`` distinct
+    images, each represented by one of its tag rows drawn at random; :func:`mean_within` of
+    those groups, averaged over ``draws``.
 
-    Each draw takes, for every size ``n_i >= 2``, ``n_i`` distinct members out of all ``M``.
+    Shapes: ``image_tags`` one ``[R_j, T]`` bool array per image (``R_j >= 1`` rows: the tags of
+    its salient regions), ``sizes`` the summaries' member counts. NaN when no size fits.
     """
-    m = distances.shape[0]
+    pools = [np.asarray(t, dtype=bool) for t in image_tags if len(t)]
+    m = len(pools)
     sizes = [int(n) for n in sizes if 2 <= int(n) <= m]
     if not sizes or draws < 1:
         return float("nan")
     totals = []
     for _ in range(draws):
-        totals.append(np.mean([_mean_pairs(distances, rng.choice(m, size=n, replace=False)) for n in sizes]))
+        means = []
+        for n in sizes:
+            chosen = rng.choice(m, size=n, replace=False)
+            rows = np.stack([pools[j][rng.integers(len(pools[j]))] for j in chosen])
+            means.append(_mean_pairs(jaccard_distances(rows), np.arange(n)))
+        totals.append(np.mean(means))
     return float(np.mean(totals))
 
 
@@ -348,11 +363,26 @@ def score_summaries(
         parts_recovered=[p for p in present if p in recovered],
         nmi=normalized_mutual_information(np.concatenate(kept_ids) if kept_ids else np.zeros(0), all_labels),
         mu_s=mean_within(distances, groups),
-        mu_r=random_subsets_mean(distances, [len(g) for g in groups], draws, np.random.default_rng(seed)),
+        mu_r=_random_images_mu_r(label_maps, regions, part_areas, [len(g) for g in groups], n_labels, share,
+                                 draws, seed),
         background_share=float(np.mean(all_labels == 0)) if len(all_labels) else float("nan"),
         region_coverage=region_coverage,
         settings={"share": share, "min_purity": min_purity, "draws": draws, "seed": seed},
     )
+
+
+def _random_images_mu_r(label_maps, regions, part_areas, sizes, n_labels, share, draws, seed) -> float:
+    """``mu_R`` from random used images (see the module docstring); each image's tag rows are
+    its salient regions' boxes, or the whole image when it has none (or ``regions`` is None)."""
+    image_tags = []
+    for i, lm in label_maps.items():
+        h, w = lm.shape
+        boxes = list((regions or {}).get(i, [])) or [(0, 0, w, h)]
+        counts = np.stack([box_label_counts(lm, b, n_labels) for b in boxes])
+        areas = np.array([max(0, int(b[2]) - int(b[0])) * max(0, int(b[3]) - int(b[1])) for b in boxes])
+        shown = shown_parts(counts, areas, np.repeat(part_areas[i][None], len(boxes), axis=0), share)
+        image_tags.append(np.concatenate([~shown.any(axis=1, keepdims=True), shown], axis=1))
+    return random_images_mean(image_tags, sizes, draws, np.random.default_rng(seed))
 
 
 # ----------------------------------------------------------------------------- runs on disk

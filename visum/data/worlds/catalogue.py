@@ -87,8 +87,8 @@ _WORLDS = [
             PartSpec("stripe", "bar", (0, 0.8, 0.8), "flat", 0.07, (-0.2, 0.0), 90),
         ),
         rule=Rule("all"),
-        tag=Tag(size=0.1),
-        description="shortcut: a watermark in every image of the main class",
+        tag=Tag(size=0.1, part_loss=0.5),
+        description="shortcut: a watermark in every image of the main class, half of which lack a part",
     ),
     World(
         name="kite", split="dev", seed=106, size=128,
@@ -164,8 +164,8 @@ _WORLDS = [
             PartSpec("print", "hexagon", (220, 0.8, 0.8), "checker", 0.08, (0.1, 0.0)),
         ),
         rule=Rule("all"),
-        tag=Tag(size=0.09, colour=(60.0, 0.5, 0.95)),
-        description="shortcut: a watermark in every image of the main class",
+        tag=Tag(size=0.09, colour=(60.0, 0.5, 0.95), part_loss=0.5),
+        description="shortcut: a watermark in every image of the main class, half of which lack a part",
     ),
     World(
         name="boat", split="test", seed=206, size=160,

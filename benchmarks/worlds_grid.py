@@ -1,0 +1,123 @@
+"""Several pipeline configurations through ``visum benchmark``, side by side (issue 14, section 5).
+
+Each ``--variant NAME='FLAGS'`` is one ``visum benchmark`` run with those pipeline flags on the
+same worlds, models and images, into ``OUT/NAME``, through one cache (so swapping the
+clusterer reuses the masks). The tables — means per variant, then one row per world × model ×
+variant — are printed as Markdown and written to ``OUT/grid.md``. With ``--reuse`` a variant
+whose folder holds a ``benchmark.json`` made by the same command is read, not rerun.
+
+    python benchmarks/worlds_grid.py --worlds dev --models cnn --images 30 \\
+        --variant default='' \\
+        --variant ap='--clusterer ap' \\
+        --variant paper='--saliency crisp --matcher proposal-flow --clusterer ap' \\
+        --cache-dir .bench-cache --out visum-out/grid-dev
+
+Choose on dev worlds only; run ``--worlds test`` once, with the configurations chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    values = []
+    for r in rows:
+        v = r.get(key)
+        if v in ("", None):
+            continue
+        v = float(v)
+        if not math.isnan(v):
+            values.append(v)
+    return sum(values) / len(values) if values else math.nan
+
+
+def _f(v: float, digits: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def means_row(name: str, flags: str, rows: list[dict]) -> str:
+    """One Markdown row of a variant's means over its runs (a run that kept nothing has no purity)."""
+    ok = [r for r in rows if not r.get("error")]
+    false = sum(int(r.get("false_summaries") or 0) for r in ok)
+    worst = max((int(r.get("redundancy") or 0) for r in ok), default=0)
+    over_two = sum(1 for r in ok if int(r.get("redundancy") or 0) > 2)
+    seconds = sum(float(r.get("seconds") or 0) for r in ok)
+    return (f"| {name} | `{flags or '(defaults)'}` | {len(ok)}/{len(rows)} | {_f(_mean(ok, 'purity'))} | "
+            f"{_f(_mean(ok, 'recall'))} | {false} | {sum(int(r.get('kept') or 0) for r in ok)} | {worst} | "
+            f"{over_two} | {seconds:.0f} |")
+
+
+MEANS_HEAD = ("| variant | flags | runs | mean purity | mean recall | false summaries | kept | most of one part "
+              "| runs with > 2 of a part | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
+ROWS_HEAD = ("| world | model | acc. | variant | kept | purity | recall | false | most of one part | majorities |\n"
+             "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def world_rows(name: str, rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        if r.get("error"):
+            out.append(f"| {r['world']} | {r['model']} | {_f(float(r['val_accuracy']))} | {name} | error: "
+                       f"{r['error'][:60]} | | | | | |")
+            continue
+        out.append(f"| {r['world']} | {r['model']} | {_f(float(r['val_accuracy']))} | {name} | {r['kept']} | "
+                   f"{_f(float(r['purity']) if r['purity'] not in ('', None) else math.nan)} | "
+                   f"{_f(float(r['recall']) if r['recall'] not in ('', None) else math.nan)} | "
+                   f"{r['false_summaries']} | {r['redundancy']} | {r.get('majorities', '')} |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worlds", default="dev")
+    ap.add_argument("--models", default="cnn")
+    ap.add_argument("--images", type=int, default=30)
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="a name and the pipeline flags of `visum benchmark` (repeatable)")
+    ap.add_argument("--cache-dir", default=".bench-cache")
+    ap.add_argument("--out", default="visum-out/grid")
+    ap.add_argument("--reuse", action="store_true", help="read a variant's finished tables instead of rerunning it")
+    args = ap.parse_args(argv)
+    if not args.variant:
+        ap.error("give at least one --variant NAME=FLAGS")
+    out = Path(args.out)
+    results = []
+    for spec in args.variant:
+        name, _, flags = spec.partition("=")
+        if not name or "/" in name:
+            ap.error(f"bad --variant {spec!r}: NAME=FLAGS, NAME without '/'")
+        folder = out / name
+        done = folder / "benchmark.json"
+        cmd = [sys.executable, "-m", "visum.cli", "benchmark", "--worlds", args.worlds, "--models", args.models,
+               "--images", str(args.images), "--cache-dir", args.cache_dir, "--out", str(folder), "-q",
+               *shlex.split(flags)]
+        stamp = folder / "grid-command.json"
+        same = args.reuse and done.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == cmd[1:]
+        if not same:
+            print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
+            rc = subprocess.call(cmd)
+            if rc != 0 or not done.is_file():
+                print(f"variant {name}: visum benchmark exited {rc}", file=sys.stderr)
+                return 1
+            stamp.write_text(json.dumps(cmd[1:]))
+        rows = json.loads(done.read_text())["rows"]
+        results.append((name, flags, rows))
+    lines = [MEANS_HEAD] + [means_row(n, f, r) for n, f, r in results] + ["", ROWS_HEAD]
+    for n, _, r in results:
+        lines += world_rows(n, r)
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.md").write_text(text, "utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
