@@ -101,6 +101,12 @@ class Matcher(Protocol):
     * ``match(description_i, description_j) -> Q`` — ``np.ndarray`` ``[M_i, M_j]`` float32,
       finite and ``>= 0``; higher means a better match. ``Q`` need not be symmetric in the
       pair: visum calls ``match`` once per unordered pair ``i < j``.
+
+    A matcher that describes proposals by the explained model itself (ACE's activations)
+    declares ``uses_model: ClassVar[bool] = True`` and a method
+    ``bind_model(module, preprocessing, device)``: the pipeline calls it once before
+    ``describe`` (``image`` is then the model's view, ``preprocessing`` a
+    :class:`visum.models.base.Preprocessing`) and keys the cached descriptions by the model too.
     """
 
     name: ClassVar[str]

@@ -211,7 +211,7 @@ class Pipeline:
         with self.stage("proposals"):
             self._proposals(used, states)
         with self.stage("matching"):
-            nodes, corr = self._match(used, states)
+            nodes, corr = self._match(used, states, model)
         with self.stage("pruning"):
             nodes, corr = self._prune(nodes, corr)
         with self.stage("clustering"):
@@ -376,12 +376,20 @@ class Pipeline:
             else:
                 s.region_of = assign_to_regions(boxes, s.regions.boxes, pc.min_overlap)
 
-    def _match(self, used: list[InputImage], states: dict[int, ImageState]) -> tuple[list[Node], sp.csr_matrix]:
+    def _match(self, used: list[InputImage], states: dict[int, ImageState],
+               model: LoadedModel | None = None) -> tuple[list[Node], sp.csr_matrix]:
         info, component, _ = self.components["matcher"]
         active = [im for im in used if (states[im.id].region_of >= 0).any()]
+        uses_model = bool(getattr(component, "uses_model", False))  # e.g. the activations matcher (ACE)
+        if uses_model:
+            if model is None:
+                raise ConfigError(f"matcher '{info.name}' needs the model")
+            checks.call(info, "bind_model", component.bind_model, model.module, model.preprocessing,
+                        self.config.device)
         for im in self.reporter.progress(active, f"describe ({info.name})", len(active)):
             s = states[im.id]
-            s.description_key = self._key("describe", "matcher", image=im.digest, boxes=content_hash(s.boxes))
+            s.description_key = self._key("describe", "matcher", image=im.digest, boxes=content_hash(s.boxes),
+                                          **({"model": model.fingerprint} if uses_model else {}))
             s.description = self.cache.get_or_compute(
                 "describe", s.description_key, lambda: checks.description(info, component, im.view.pixels, s.boxes)
             )
