@@ -344,7 +344,8 @@ def paper_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     runs = {}
     for name, summaries in {"as-clustered": "min_reliance = -100\n", "reliance": "min_reliance = 0.2\n",
-                            "merged": 'min_reliance = 0.2\nmerge = "same-part"\n'}.items():
+                            "merged": 'min_reliance = 0.2\nmerge = "same-part"\n',
+                            "all-members": "min_reliance = -100\none_per_region = false\n"}.items():
         cfg = root / f"{name}.toml"
         cfg.write_text(f"[summaries]\n{summaries}")
         out = root / name
@@ -364,6 +365,14 @@ def test_summaries_the_model_does_not_rely_on_are_discarded(paper_runs):
     assert all(s.reliance >= 0.2 for s in after.kept_summaries)
     dropped = [s for s in after.summaries if s.quality.get("not_relied_on")]
     assert len(dropped) == len(low) and not any(s.kept for s in dropped)
+
+
+def test_one_member_per_image_and_region_is_a_setting(paper_runs):
+    one, every = paper_runs["as-clustered"], paper_runs["all-members"]
+    per_region = lambda m: [(s.id, x.image, x.region) for s in m.summaries for x in s.members]  # noqa: E731
+    assert len(set(per_region(one))) == len(per_region(one))
+    assert len(set(per_region(every))) < len(per_region(every))  # several proposals of one region in a summary
+    assert sum(len(s.members) for s in every.summaries) > sum(len(s.members) for s in one.summaries)
 
 
 def test_merging_clusters_of_the_same_part_leaves_fewer_larger_summaries(paper_runs):

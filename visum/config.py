@@ -82,6 +82,8 @@ class SummariesConfig(_Section):
                          "target's probability (visum.summary_reliance): the model does not rely on it. 0.2 follows "
                          "the worlds benchmark's fixed 'relied on' convention; -inf keeps every scored summary.")
     min_images: int = Field(3, ge=2, description="A cluster becomes a summary candidate only when its parts come from at least this many images.")
+    one_per_region: bool = Field(True, description="Keep one member per image and salient region (the best matched "
+                                                   "proposal); false keeps every proposal of the cluster.")
     tile: int = Field(128, ge=32, description="Side of one member tile in the summary images, pixels.")
     tile_context: float = Field(
         0.4, ge=0.0, le=1.0,

@@ -447,7 +447,8 @@ class Pipeline:
         return self.states[image].boxes
 
     def _cluster(self, nodes: list[Node], corr: sp.csr_matrix) -> list[list[tuple[int, float]]]:
-        """Clusters of Corr'' as lists of (node index, score), one member per (image, region)."""
+        """Clusters of Corr'' as lists of (node index, score), one member per (image, region) unless
+        ``summaries.one_per_region`` is false; clusters from fewer than ``summaries.min_images`` images are dropped."""
         info, component, _ = self.components["clusterer"]
         if len(nodes) < 2:
             return []
@@ -475,7 +476,7 @@ class Pipeline:
             mean_sim = np.asarray(sub.sum(axis=1)).ravel() / max(len(idx) - 1, 1)
             best: dict[tuple[int, int], tuple[int, float]] = {}
             for k, score in zip(idx.tolist(), mean_sim.tolist()):
-                key = (nodes[k].image, nodes[k].region)
+                key = (nodes[k].image, nodes[k].region) if sc.one_per_region else (nodes[k].image, -1 - k)
                 if key not in best or score > best[key][1]:
                     best[key] = (k, score)
             members = sorted(best.values())
