@@ -16,7 +16,8 @@ from visum.cli import main
 from visum.manifest import Manifest
 from visum.models.base import Preprocessing
 from visum_plugins.clusterers.kmeans import KernelKMeans, KMeansOptions, kernel_kmeans
-from visum_plugins.matchers.activations import Activations, ActivationsOptions, box_crops, default_layer
+from visum.model_features import box_crops, default_layer
+from visum_plugins.matchers.activations import Activations, ActivationsOptions
 from visum_plugins.proposers.slic_segments import SLICSegments, SLICSegmentsOptions, segment_boxes
 
 

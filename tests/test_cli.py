@@ -88,6 +88,22 @@ def test_default_run_recovers_every_part_with_pure_summaries(default_run):
     assert s.mu_s < 0.5 * s.mu_r
 
 
+def test_merging_by_the_models_features_leaves_one_summary_per_part(default_run, tmp_path, capsys):
+    """summaries.merge = "model": the default pipeline's HOG clusters split parts by pose; the parts CNN's
+    own features join them (10 summaries -> 4 on these images, one per part)."""
+    from visum.evaluate.summaries import evaluate_run
+
+    cfg = tmp_path / "model.toml"
+    cfg.write_text('[summaries]\nmerge = "model"\n')
+    code, _, err = run_cli(capsys, "run", "--config", cfg, "--out", tmp_path / "merged")
+    assert code == 0, err
+    assert re.search(r"merged [1-9]\d* clusters the model sees as one part", err)
+    merged, unmerged = evaluate_run(tmp_path / "merged", draws=50), evaluate_run(default_run, draws=50)
+    assert merged.n_kept < unmerged.n_kept
+    assert merged.parts_recovered == ["eye", "beak", "tail", "wing"]
+    assert merged.n_kept <= 2 * len(merged.parts_recovered) and merged.mean_purity >= 0.85
+
+
 def test_same_config_and_seed_give_the_same_manifest_from_the_cache(default_run, tmp_path, capsys):
     code, out, err = run_cli(capsys, "run", "--config", default_run / "run.toml", "--out", tmp_path / "again")
     assert code == 0, err

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from visum.merging import MergeRule, colocation, merge_same_part
+from visum.merging import MergeRule, colocation, merge_by_features, merge_same_part
 
 PART_BOX = {"eye": [10, 10, 20, 20], "tail": [60, 60, 80, 80], "whole": [0, 0, 100, 100]}
 
@@ -82,3 +82,35 @@ def test_co_location_outranks_linkage():
     dense[:8, :8] = 0.0
     out, merges = merge_same_part(labels, sp.csr_matrix(dense), image_of, boxes)
     assert merges[0] == (0, 1, "co-location") and merges[1][2] == "linkage"
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_clusters_the_model_sees_alike_merge_and_other_parts_stay_apart():
+    rng = np.random.default_rng(0)
+    eye, beak = np.eye(4)[0], np.eye(4)[1]
+    # clusters 0 and 1: the eye in two poses (a matcher split them); cluster 2: the beak; -1 unassigned
+    f = _unit(np.concatenate([eye + 0.1 * rng.standard_normal((4, 4)), eye + 0.1 * rng.standard_normal((3, 4)),
+                              beak + 0.1 * rng.standard_normal((4, 4)), rng.standard_normal((1, 4))]))
+    labels = np.array([0] * 4 + [1] * 3 + [2] * 4 + [-1])
+    merged, merges = merge_by_features(labels, f, threshold=0.9)
+    assert merged.tolist() == [0] * 7 + [1] * 4 + [-1]
+    assert len(merges) == 1 and merges[0][:2] == (0, 1) and merges[0][2] >= 0.9
+    kept, none = merge_by_features(labels, f, threshold=0.999)
+    assert none == [] and kept.tolist() == labels.tolist()
+    everything, _ = merge_by_features(labels, f, threshold=-1.0)
+    assert set(everything[everything >= 0].tolist()) == {0}
+
+
+def test_feature_merging_uses_the_centroid_of_all_members_after_each_merge():
+    # cos(a, b) = 0.8, cos(b, c) ~ 0.75, cos(a, c) ~ 0.2: single linkage would chain c through b;
+    # the centroid of five a's and one b is far from c (cos ~ 0.3), so c stays apart
+    a, b, c = _unit([[1.0, 0.0]]), _unit([[0.8, 0.6]]), _unit([[0.2, 0.98]])
+    f = np.concatenate([np.repeat(a, 5, 0), b, c])
+    labels = np.array([0] * 5 + [1] + [2])
+    merged, merges = merge_by_features(labels, f, threshold=0.7)
+    assert [m[:2] for m in merges] == [(0, 1)] and abs(merges[0][2] - 0.8) < 1e-9
+    assert merged.tolist() == [0] * 6 + [1]

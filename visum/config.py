@@ -70,9 +70,13 @@ class PruningConfig(_Section):
 
 
 class SummariesConfig(_Section):
-    merge: Literal["none", "same-part"] = Field(
-        "none", description="Merge clusters that show the same part (co-located in shared images, or linked as "
-                            "strongly as their own members): summaries follow parts, not the number of images.")
+    merge: Literal["none", "same-part", "model"] = Field(
+        "none", description="Merge clusters that show the same part: 'same-part' when co-located in shared images, or "
+                            "linked as strongly as their own members; 'model' when the explained model's features of "
+                            "their members agree (cosine of centroids >= merge_similarity). Summaries then follow "
+                            "parts, not the number of images.")
+    merge_similarity: float = Field(0.9, ge=-1, le=1, description="'model' merging: smallest cosine between two "
+                                                                  "clusters' mean features that merges them.")
     merge_link: float = Field(0.5, ge=0, description="Linkage test: mean similarity between two clusters' members at "
                                                       "least this times the smaller mean inner similarity.")
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "

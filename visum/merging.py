@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["MergeRule", "colocation", "merge_same_part"]
+__all__ = ["MergeRule", "colocation", "merge_same_part", "merge_by_features"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,47 @@ def merge_same_part(labels: np.ndarray, corr: sp.spmatrix, image_of: np.ndarray,
         for c in alive:
             if c != a:
                 pending[(min(a, c), max(a, c))] = evidence(min(a, c), max(a, c))
+    return _renumber(labels), merges
+
+
+def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """Merge clusters that the *model* sees as one part: ``(labels [N], merges)``.
+
+    Each cluster ``c`` has a centroid ``m_c = mean_{x in c} f_x / ||.||`` of its members' unit
+    features ``f`` (:func:`visum.model_features.box_features`: the explained model's activations
+    on each member's crop). While two centroids have cosine ``<m_a, m_b> >= threshold``, the
+    closest two merge (the centroid of the union is recomputed from all its members: average
+    linkage in feature space); ties go to the lower labels. Merges are ``(kept label, merged
+    label, cosine)`` in the input's labels; labels come back renumbered ``0..C'-1`` in order of
+    first appearance, ``-1`` kept.
+
+    Why features and not ``Corr''``: a clusterer splits one part by pose, scale or colour,
+    which the matcher (HOG, proposal flow) sees; a model trained on varied poses maps them to
+    nearby activations, so its features join what the matcher split, and keep apart what the
+    model tells apart. Shapes: ``labels [N]``, ``features [N, C]`` (rows of unassigned points unused).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    f = np.asarray(features, dtype=np.float64)
+    names = sorted(set(labels[labels >= 0].tolist()))
+    sums = {c: f[labels == c].sum(axis=0) for c in names}
+    merges: list[tuple[int, int, float]] = []
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        n = np.linalg.norm(v)
+        return v / n if n > 1e-12 else v
+
+    while len(sums) >= 2:
+        alive = sorted(sums)
+        m = np.stack([unit(sums[c]) for c in alive])
+        cos = m @ m.T
+        np.fill_diagonal(cos, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(cos)), cos.shape)  # first maximum: the lowest labels on ties
+        if cos[i, j] < threshold:
+            break
+        a, b = alive[min(i, j)], alive[max(i, j)]
+        merges.append((a, b, float(cos[i, j])))
+        sums[a] = sums[a] + sums.pop(b)
+        labels = np.where(labels == b, a, labels)
     return _renumber(labels), merges
 
 

@@ -149,6 +149,7 @@ class Pipeline:
         self.timings: dict[str, float] = {}
         self.warnings: list[WarningRecord] = []
         self.states: dict[int, ImageState] = {}
+        self._used: dict[int, InputImage] = {}
         # Resolve every component first: an unknown name or a bad option fails before any work.
         self.components: dict[str, tuple[ComponentInfo, Any, dict[str, Any]]] = {}
         for kind in KINDS:
@@ -204,6 +205,7 @@ class Pipeline:
         model, target, images, probs = self.prepare()
         used, self.warnings = self.select_images(model, target, images, probs)
         states = self.states = {im.id: ImageState() for im in used}
+        self._used = {im.id: im for im in used}
         with self.stage("saliency"):
             self._saliency(model, used, target, states)
         with self.stage("regions"):
@@ -215,7 +217,7 @@ class Pipeline:
         with self.stage("pruning"):
             nodes, corr = self._prune(nodes, corr)
         with self.stage("clustering"):
-            clusters = self._cluster(nodes, corr)
+            clusters = self._cluster(nodes, corr, model)
         with self.stage("scoring"):
             verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
         with self.stage("reliance"):
@@ -446,7 +448,8 @@ class Pipeline:
     def _boxes_of(self, image: int) -> np.ndarray:
         return self.states[image].boxes
 
-    def _cluster(self, nodes: list[Node], corr: sp.csr_matrix) -> list[list[tuple[int, float]]]:
+    def _cluster(self, nodes: list[Node], corr: sp.csr_matrix,
+                 model: LoadedModel | None = None) -> list[list[tuple[int, float]]]:
         """Clusters of Corr'' as lists of (node index, score), one member per (image, region) unless
         ``summaries.one_per_region`` is false; clusters from fewer than ``summaries.min_images`` images are dropped."""
         info, component, _ = self.components["clusterer"]
@@ -469,6 +472,12 @@ class Pipeline:
             labels, merges = merge_same_part(labels, corr, image_of, boxes,
                                              MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
             self.reporter.info(f"merged {len(merges)} clusters that show the same part")
+        elif sc.merge == "model":
+            from visum.merging import merge_by_features
+
+            feats = self._node_features(nodes, labels, model)
+            labels, merges = merge_by_features(labels, feats, sc.merge_similarity)
+            self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
         clusters = []
         for label in sorted(set(labels[labels >= 0].tolist())):
             idx = np.flatnonzero(labels == label)
@@ -483,6 +492,28 @@ class Pipeline:
             if len({nodes[k].image for k, _ in members}) >= self.config.summaries.min_images:
                 clusters.append(members)
         return clusters
+
+    def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
+        """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),
+        computed per image and cached (:func:`visum.model_features.box_features`)."""
+        from visum.model_features import box_features
+
+        by_image: dict[int, list[int]] = {}
+        for k in np.flatnonzero(labels >= 0).tolist():
+            by_image.setdefault(nodes[k].image, []).append(k)
+        rows: dict[int, np.ndarray] = {}
+        for image, ks in self.reporter.progress(list(by_image.items()), "model features", len(by_image)):
+            boxes = np.stack([self.states[image].boxes[nodes[k].proposal] for k in ks])
+            im = self._used[image]
+            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
+            f = self.cache.get_or_compute("features", key, lambda: box_features(
+                model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device))
+            rows.update(zip(ks, f))
+        width = next(iter(rows.values())).shape[0] if rows else 1
+        out = np.zeros((len(nodes), width), dtype=np.float32)
+        for k, row in rows.items():
+            out[k] = row
+        return out
 
     def _reliance(self, model: LoadedModel, target: int, clusters, verdicts, nodes, by_id: dict[int, InputImage],
                   states) -> dict[int, tuple[np.ndarray, np.ndarray]]:

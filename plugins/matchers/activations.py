@@ -26,41 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 from pydantic import Field
 from visum_plugins.matchers.hog import cosine_similarity_nonneg
 
 from visum import Component, Options, hookimpl
+from visum.model_features import box_features, default_layer
 
-__all__ = ["ActivationsOptions", "ActivationDescription", "Activations", "box_crops", "default_layer",
-           "register_matchers"]
-
-
-def box_crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
-    """Every box of ``image`` resized to ``side x side`` (bilinear, area when shrinking).
-
-    Shapes: ``image [H, W, 3]`` uint8, ``boxes [M, 4]`` int -> ``[M, side, side, 3]`` uint8.
-    """
-    out = np.zeros((len(boxes), side, side, 3), dtype=np.uint8)
-    for m, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.int64).reshape(-1, 4)):
-        crop = image[max(0, y0):max(0, y1), max(0, x0):max(0, x1)]
-        if crop.size == 0:
-            continue
-        shrink = crop.shape[0] >= side and crop.shape[1] >= side
-        out[m] = cv2.resize(np.ascontiguousarray(crop), (side, side),
-                            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return out
-
-
-def default_layer(module: Any) -> str:
-    """The name of the last ``nn.Linear`` of ``module`` (its input is the classifier's features)."""
-    import torch.nn as nn
-
-    names = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise ValueError("the model has no nn.Linear layer: give the activations matcher a layer=NAME")
-    return names[-1]
+__all__ = ["ActivationsOptions", "ActivationDescription", "Activations", "register_matchers"]
 
 
 @dataclass(frozen=True)
@@ -105,39 +78,14 @@ class Activations(Component):
         return state
 
     def describe(self, image: np.ndarray, boxes: np.ndarray) -> ActivationDescription:
-        """``image [S, S, 3]`` uint8 (the model's view), ``boxes [M, 4]`` -> unit features ``[M, C]``."""
-        import torch
-
+        """``image [S, S, 3]`` uint8 (the model's view), ``boxes [M, 4]`` -> unit features ``[M, C]``
+        (:func:`visum.model_features.box_features`)."""
         if self._model is None:
             raise RuntimeError("the activations matcher needs the model: call bind_model() first")
         module, pre, device = self._model
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-        layer = dict(module.named_modules())[self.layer_]
-        caught: list[torch.Tensor] = []
-        use_input = self.options.layer is None
-
-        def hook(_m, inputs, output):
-            a = inputs[0] if use_input else output
-            a = a.detach().float()
-            if a.ndim == 4:  # [B, C, h, w]
-                a = a.mean(dim=(2, 3))
-            elif a.ndim == 3:  # tokens [B, T, C]
-                a = a.mean(dim=1)
-            caught.append(a.reshape(a.shape[0], -1).cpu())
-
-        crops = box_crops(np.asarray(image, dtype=np.uint8), boxes, int(pre.input_size))
-        handle = layer.register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                for start in range(0, len(crops), self.options.batch_size):
-                    module(pre.to_tensor(list(crops[start:start + self.options.batch_size])).to(device))
-        finally:
-            handle.remove()
-        if not caught:
-            return ActivationDescription(np.zeros((0, 0), dtype=np.float32), boxes)
-        f = torch.cat(caught).numpy().astype(np.float32)
-        norm = np.linalg.norm(f, axis=1, keepdims=True)
-        return ActivationDescription(np.divide(f, norm, out=np.zeros_like(f), where=norm > 1e-12), boxes)
+        f = box_features(module, pre, image, boxes, self.options.layer, device, self.options.batch_size)
+        return ActivationDescription(f, boxes)
 
     def match(self, description_i: ActivationDescription, description_j: ActivationDescription) -> np.ndarray:
         """``Q[M_i, M_j]`` float32 in ``[0, 1]``: clamped cosine similarity of the activations."""
