@@ -371,6 +371,19 @@ def test_ap_preference_sets_number_of_clusters():
     assert len(set(few.labels_)) < len(set(many.labels_)) == similarity.shape[0]
 
 
+def test_ap_preference_scale_is_the_reference_codes_shifted_median():
+    similarity, _ = _three_groups(seed=1)
+    present = similarity.data[similarity.data > 0]
+    top, median = present.max(), np.median(present)
+    ref = AffinityPropagation(AffinityPropagationOptions(preference_scale=1.3)).fit(similarity)
+    # the authors' code: S - max S, preference 1.3 x its median; the same clustering as on visum's scale
+    assert ref.preference_ == pytest.approx(top + 1.3 * (median - top))
+    assert ref.preference_ - top == pytest.approx(1.3 * (median - top))
+    plain = AffinityPropagation().fit(similarity)
+    assert plain.preference_ == pytest.approx(median)
+    assert len(set(ref.labels_)) <= len(set(plain.labels_))
+
+
 def test_ap_nonconvergence_gives_unassigned():
     similarity, _ = _three_groups()
     model = AffinityPropagation(AffinityPropagationOptions(max_iter=1)).fit(similarity)

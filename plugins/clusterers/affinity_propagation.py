@@ -22,7 +22,10 @@ than ``p`` prefers to be its own exemplar, so a higher ``p`` gives more, smaller
 and a lower ``p`` fewer, larger ones. The default is the median of the present
 similarities (Frey & Dueck's recommendation for a moderate number of clusters); use
 ``preference_quantile`` to move along that scale (e.g. 0.1 for fewer clusters) or set
-``preference`` to an absolute value.
+``preference`` to an absolute value. The authors' code (MATLAB, ``apcluster``) shifts the
+similarities so that the largest is 0 and takes 1.3 times their median as the preference;
+AP is unchanged by adding one constant to every similarity and the preference, so that is
+``s_max + 1.3 (median - s_max)`` on visum's scale: ``preference_scale = 1.3``.
 """
 
 from __future__ import annotations
@@ -114,6 +117,13 @@ class AffinityPropagationOptions(Options):
         le=1.0,
         description="Quantile of the present similarities used as preference when preference is None (0.5 = median).",
     )
+    preference_scale: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Preference = s_max + scale * (quantile - s_max), s_max the largest present similarity: 1 is the "
+                    "quantile itself; the authors' MATLAB code shifts Corr so its maximum is 0 and multiplies the "
+                    "median by 1.3, which is scale 1.3 (fewer clusters).",
+    )
     damping: float = Field(
         default=0.9, ge=0.5, lt=1.0, description="Message damping in [0.5, 1); higher is slower but oscillates less."
     )
@@ -153,7 +163,8 @@ class AffinityPropagation(Component):
         if o.preference is not None:
             preference = float(o.preference)
         elif len(present):
-            preference = float(np.quantile(present, o.preference_quantile))
+            top = float(present.max())
+            preference = top + o.preference_scale * (float(np.quantile(present, o.preference_quantile)) - top)
         else:
             preference = 0.0
         self.preference_ = preference
