@@ -4,7 +4,9 @@ Each ``--variant NAME='FLAGS'`` is one ``visum benchmark`` run with those pipeli
 same worlds, models and images, into ``OUT/NAME``, through one cache (so swapping the
 clusterer reuses the masks). The tables — means per variant, then one row per world × model ×
 variant — are printed as Markdown and written to ``OUT/grid.md``. With ``--reuse`` a variant
-whose folder holds a ``benchmark.json`` made by the same command is read, not rerun.
+whose folder holds a ``benchmark.json`` made by the same command, the same config files and the
+same visum source is read, not rerun; ``--collect`` only reads the variants' finished tables
+(whatever made them) and prints them side by side.
 
     python benchmarks/worlds_grid.py --worlds dev --models cnn --images 30 \\
         --variant default='' \\
@@ -18,12 +20,23 @@ Choose on dev worlds only; run ``--worlds test`` once, with the configurations c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+
+def _source_digest() -> str:
+    """A digest of visum's and its plugins' source: --reuse never reads tables an older visum made."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted([*root.glob("visum/**/*.py"), *root.glob("plugins/**/*.py")]):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -84,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=".bench-cache")
     ap.add_argument("--out", default="visum-out/grid")
     ap.add_argument("--reuse", action="store_true", help="read a variant's finished tables instead of rerunning it")
+    ap.add_argument("--collect", action="store_true", help="only read the variants' finished tables, run nothing")
     args = ap.parse_args(argv)
     if not args.variant:
         ap.error("give at least one --variant NAME=FLAGS")
@@ -99,14 +113,20 @@ def main(argv: list[str] | None = None) -> int:
                "--images", str(args.images), "--cache-dir", args.cache_dir, "--out", str(folder), "-q",
                *shlex.split(flags)]
         stamp = folder / "grid-command.json"
-        same = args.reuse and done.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == cmd[1:]
+        identity = {"command": cmd[1:], "visum": _source_digest(),
+                    "configs": {a: hashlib.sha256(Path(a).read_bytes()).hexdigest() for a in cmd if a.endswith(".toml")
+                                and Path(a).is_file()}}
+        same = args.collect or args.reuse and done.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == identity
         if not same:
             print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
             rc = subprocess.call(cmd)
             if rc != 0 or not done.is_file():
                 print(f"variant {name}: visum benchmark exited {rc}", file=sys.stderr)
                 return 1
-            stamp.write_text(json.dumps(cmd[1:]))
+            stamp.write_text(json.dumps(identity))
+        if not done.is_file():
+            print(f"variant {name}: no {done}", file=sys.stderr)
+            return 1
         rows = json.loads(done.read_text())["rows"]
         results.append((name, flags, rows))
     lines = [MEANS_HEAD] + [means_row(n, f, r) for n, f, r in results] + ["", ROWS_HEAD]

@@ -152,6 +152,10 @@ def test_random_images_mean_draws_distinct_images_and_is_seeded():
     # two images, groups of 2: always one row of each, distance 1
     assert random_images_mean([a, b], [2], 20, np.random.default_rng(0)) == 1.0
     assert np.isnan(random_images_mean([a], [2], 20, np.random.default_rng(0)))
+    # a summary with more members than images (several regions of one image) draws (image, region) units
+    two = [np.array([[1, 0], [1, 0]], bool), np.array([[0, 1], [0, 1]], bool)]
+    assert random_images_mean(two, [4], 10, np.random.default_rng(0)) == pytest.approx(4 / 6)
+    assert np.isnan(random_images_mean(two, [5], 10, np.random.default_rng(0)))
     pools = [np.array([[1, 0], [0, 1]], bool)] * 4
     x = random_images_mean(pools, [3, 4], 30, np.random.default_rng(5))
     assert x == random_images_mean(pools, [3, 4], 30, np.random.default_rng(5)) and 0 < x < 1

@@ -144,8 +144,9 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
     Each cluster ``c`` has a centroid ``m_c = mean_{x in c} f_x / ||.||`` of its members' unit
     features ``f`` (:func:`visum.model_features.box_features`: the explained model's activations
     on each member's crop). While two centroids have cosine ``<m_a, m_b> >= threshold``, the
-    closest two merge (the centroid of the union is recomputed from all its members: average
-    linkage in feature space); ties go to the lower labels. Merges are ``(kept label, merged
+    closest two merge (the centroid of the union is recomputed from all its members: centroid
+    linkage on the unit sphere, which merges more readily than average linkage); ties go to the
+    lower labels. Merges are ``(kept label, merged
     label, cosine)`` in the input's labels; labels come back renumbered ``0..C'-1`` in order of
     first appearance, ``-1`` kept.
 

@@ -203,6 +203,14 @@ class Pipeline:
         """The whole pipeline; writes manifest.json, masks/, summaries/, run.toml and report.html."""
         cfg = self.config
         model, target, images, probs = self.prepare()
+        if cfg.summaries.merge == "model":  # fail before the work, not after it
+            from visum.model_features import default_layer
+
+            try:
+                default_layer(model.module)
+            except ValueError:
+                raise ConfigError(f"summaries.merge = \"model\" reads the input of the model's last nn.Linear, and "
+                                  f"{cfg.model.spec} has none: use merge = \"same-part\" or \"none\"") from None
         used, self.warnings = self.select_images(model, target, images, probs)
         states = self.states = {im.id: ImageState() for im in used}
         self._used = {im.id: im for im in used}

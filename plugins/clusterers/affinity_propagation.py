@@ -25,7 +25,10 @@ similarities (Frey & Dueck's recommendation for a moderate number of clusters); 
 ``preference`` to an absolute value. The authors' code (MATLAB, ``apcluster``) shifts the
 similarities so that the largest is 0 and takes 1.3 times their median as the preference;
 AP is unchanged by adding one constant to every similarity and the preference, so that is
-``s_max + 1.3 (median - s_max)`` on visum's scale: ``preference_scale = 1.3``.
+``s_max + 1.3 (median - s_max)`` on visum's scale: ``preference_scale = 1.3``. Their median is
+over the whole dense matrix, same-image blocks included (about one entry in ten with their ten
+images); visum's is over the stored cross-image similarities, which for proposal flow are
+nearly all of the others.
 """
 
 from __future__ import annotations
@@ -163,8 +166,8 @@ class AffinityPropagation(Component):
         if o.preference is not None:
             preference = float(o.preference)
         elif len(present):
-            top = float(present.max())
-            preference = top + o.preference_scale * (float(np.quantile(present, o.preference_quantile)) - top)
+            q, top = float(np.quantile(present, o.preference_quantile)), float(present.max())
+            preference = q if o.preference_scale == 1.0 else top + o.preference_scale * (q - top)
         else:
             preference = 0.0
         self.preference_ = preference

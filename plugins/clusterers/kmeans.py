@@ -8,10 +8,14 @@ squared distance of point ``x`` to the mean of cluster ``c`` is
 
     ||f_x - mu_c||^2 = K(x, x) - 2/|c| sum_{y in c} K(x, y) + 1/|c|^2 sum_{y, z in c} K(y, z)
 
-with ``K = S`` off the diagonal and ``K(x, x) = 1`` (unit features). Lloyd's iterations on these
-distances are exactly k-means on the features. Two departures, both from Corr'' itself: pairs of
-one image are never matched, and pruning drops weak pairs, so those entries of ``K`` are 0 (as
-for orthogonal features), and negative cosines are clamped at 0.
+with ``K = S`` off the diagonal and ``K(x, x) = 1`` (unit features). On a full cosine kernel
+Lloyd's iterations on these distances are exactly k-means on the features (tested against
+scikit-learn). Inside the pipeline it is an approximation, for Corr'' is not the full kernel:
+pairs of one image are never matched and pruning drops weak pairs, so those entries of ``K`` are
+0 (as if the features were orthogonal: two nested segments of one part in one image are not
+pulled together), negative cosines are clamped at 0, and ``K`` need not be positive
+semi-definite, so distances are clamped at 0 and Lloyd's iterations stop at ``max_iter`` when
+they do not settle.
 
 Start: k-means++ (Arthur & Vassilvitskii 2007) on the same distances, ``n_init`` seeded starts,
 the lowest within-cluster sum kept. Clusters of one point are unassigned (``-1``).

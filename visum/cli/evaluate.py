@@ -76,8 +76,8 @@ def evaluate_summaries_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Output folder of `visum run` on parts-benchmark images.")],
     share: Annotated[float, typer.Option("--share", help="A box shows a part when the part fills this share of the box or this share of the part lies in the box.")] = 0.5,
     min_purity: Annotated[float, typer.Option("--min-purity", help="A part is recovered when it is the majority of a kept summary at least this pure.")] = 0.5,
-    draws: Annotated[int, typer.Option("--draws", help="Random subsets per summary for mu_R.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random subsets.")] = 0,
+    draws: Annotated[int, typer.Option("--draws", help="Random draws of images per summary for mu_R.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random draws of mu_R.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Score a run's summaries against the parts benchmark's ground truth: purity, parts recovered, NMI, mu_S vs mu_R."""

@@ -28,8 +28,10 @@ Scores, over the kept summaries of one class:
   sets of two members of the summary; ``mu_R`` is the same for *random images of the class*,
   as in the paper (Sec. 4.2: "K sets R_i of c_i random images taken from that class"): for each
   summary of ``n_i`` members, ``n_i`` distinct used images drawn at random, each represented by
-  one of its salient regions drawn at random (the unit summaries are made of; the whole image
-  when it has none), tagged like members; averaged over ``draws`` seeded draws.
+  one of its salient regions drawn at random (a summary's members are proposals inside those
+  regions; the whole image when it has none), tagged like members; a summary with more members
+  than there are images (several regions of one image) draws that many (image, region) units
+  without replacement instead; averaged over ``draws`` seeded draws.
   ``mu_S < mu_R`` means summaries group like parts. (Drawing the random sets from the summaries'
   own members, as visum did before, cannot tell summaries apart when all of them show one part:
   ``mu_R`` then equals ``mu_S``.)
@@ -178,23 +180,28 @@ def mean_within(distances: np.ndarray, groups: Sequence[np.ndarray]) -> float:
 def random_images_mean(image_tags: Sequence[np.ndarray], sizes: Sequence[int], draws: int,
                        rng: np.random.Generator) -> float:
     """The paper's ``mu_R`` over random images: for every size ``n_i >= 2``, ``n_i`` distinct
-    images, each represented by one of its tag rows drawn at random; :func:`mean_within` of
-    those groups, averaged over ``draws``.
+    images, each represented by one of its tag rows drawn at random (or, when ``n_i`` exceeds
+    the number of images, ``n_i`` distinct rows of all images); :func:`mean_within` of those
+    groups, averaged over ``draws``.
 
     Shapes: ``image_tags`` one ``[R_j, T]`` bool array per image (``R_j >= 1`` rows: the tags of
-    its salient regions), ``sizes`` the summaries' member counts. NaN when no size fits.
+    its salient regions), ``sizes`` the summaries' member counts. NaN when no size fits in all rows.
     """
     pools = [np.asarray(t, dtype=bool) for t in image_tags if len(t)]
     m = len(pools)
-    sizes = [int(n) for n in sizes if 2 <= int(n) <= m]
+    units = np.concatenate(pools) if pools else np.zeros((0, 0), dtype=bool)
+    sizes = [int(n) for n in sizes if 2 <= int(n) <= len(units)]
     if not sizes or draws < 1:
         return float("nan")
     totals = []
     for _ in range(draws):
         means = []
         for n in sizes:
-            chosen = rng.choice(m, size=n, replace=False)
-            rows = np.stack([pools[j][rng.integers(len(pools[j]))] for j in chosen])
+            if n <= m:
+                chosen = rng.choice(m, size=n, replace=False)
+                rows = np.stack([pools[j][rng.integers(len(pools[j]))] for j in chosen])
+            else:
+                rows = units[rng.choice(len(units), size=n, replace=False)]
             means.append(_mean_pairs(jaccard_distances(rows), np.arange(n)))
         totals.append(np.mean(means))
     return float(np.mean(totals))
@@ -274,7 +281,7 @@ class GroundTruthScores:
             (f"parts recovered: {len(self.parts_recovered)}/{len(self.parts_present)} "
              f"({', '.join(self.parts_recovered) or 'none'})"),
             f"NMI(summary, part): {f(self.nmi)}",
-            f"mu_S (within summaries): {f(self.mu_s)}   mu_R (random subsets): {f(self.mu_r)}",
+            f"mu_S (within summaries): {f(self.mu_s)}   mu_R (random images): {f(self.mu_r)}",
             *([("salient regions hold the part in a share of the images: "
                 + ", ".join(f"{k} {f(v)}" for k, v in self.region_coverage.items()))] if self.region_coverage else []),
             "",

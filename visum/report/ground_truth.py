@@ -39,7 +39,8 @@ def ground_truth_section(scores: GroundTruthScores) -> str:
         f"part its box shows (the part fills &ge; {_e(_f(share))} of the box or &ge; {_e(_f(share))} of the part lies "
         "in it; the one with most pixels in the box) or <i>background</i>. Purity: share of a summary's majority "
         f"label. Recovered: <b>{_e(recovered)}</b>. &mu;<sub>S</sub>/&mu;<sub>R</sub>: mean Jaccard distance of "
-        "members' part tags within summaries / within random subsets of the same sizes (the paper's Fig. 4; "
+        "members' part tags within summaries / within as many random images of the class, each represented by "
+        "one of its salient regions (the paper's Fig. 4; "
         "lower is more coherent). <span class=\"mono\">visum evaluate summaries RUN_DIR</span> prints the details.</p>\n"
         f'<div class="cards">{cards_html}</div>\n{_region_coverage(scores)}'
     )
