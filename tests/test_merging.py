@@ -108,9 +108,22 @@ def test_clusters_the_model_sees_alike_merge_and_other_parts_stay_apart():
 def test_feature_merging_uses_the_centroid_of_all_members_after_each_merge():
     # cos(a, b) = 0.8, cos(b, c) ~ 0.75, cos(a, c) ~ 0.2: single linkage would chain c through b;
     # the centroid of five a's and one b is far from c (cos ~ 0.3), so c stays apart
+    # (a fourth cluster e opposite to the rest makes the mean feature 0, so centring changes nothing)
     a, b, c = _unit([[1.0, 0.0]]), _unit([[0.8, 0.6]]), _unit([[0.2, 0.98]])
-    f = np.concatenate([np.repeat(a, 5, 0), b, c])
-    labels = np.array([0] * 5 + [1] + [2])
+    e = -(5 * a + b + c) / 7
+    f = np.concatenate([np.repeat(a, 5, 0), b, c, np.repeat(e, 7, 0)])
+    labels = np.array([0] * 5 + [1] + [2] + [3] * 7)
     merged, merges = merge_by_features(labels, f, threshold=0.7)
     assert [m[:2] for m in merges] == [(0, 1)] and abs(merges[0][2] - 0.8) < 1e-9
-    assert merged.tolist() == [0] * 6 + [1]
+    assert merged.tolist() == [0] * 6 + [1] + [2] * 7
+
+
+def test_feature_merging_centres_the_features_first():
+    # non-negative (ReLU) features: every raw cosine is high; what tells the clusters apart is the deviation
+    base = np.array([5.0, 5.0, 5.0])
+    f = np.concatenate([np.tile(base + [1, 0, 0], (3, 1)), np.tile(base + [0, 1, 0], (3, 1)),
+                        np.tile(base + [0, 0, 1], (3, 1))])
+    labels = np.repeat([0, 1, 2], 3)
+    assert float((_unit(f[:1]) @ _unit(f[3:4]).T)[0, 0]) > 0.95  # raw cosine of two different parts
+    merged, merges = merge_by_features(labels, f, threshold=0.5)
+    assert merges == [] and merged.tolist() == labels.tolist()

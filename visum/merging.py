@@ -141,9 +141,12 @@ def merge_same_part(labels: np.ndarray, corr: sp.spmatrix, image_of: np.ndarray,
 def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters that the *model* sees as one part: ``(labels [N], merges)``.
 
-    Each cluster ``c`` has a centroid ``m_c = mean_{x in c} f_x / ||.||`` of its members' unit
-    features ``f`` (:func:`visum.model_features.box_features`: the explained model's activations
-    on each member's crop). While two centroids have cosine ``<m_a, m_b> >= threshold``, the
+    Each cluster ``c`` has a centroid ``m_c = mean_{x in c} (f_x - f_bar) / ||.||`` of its
+    members' unit features ``f`` (:func:`visum.model_features.box_features`: the explained
+    model's activations on each member's crop), centred on the mean ``f_bar`` over every clustered
+    member. Centring matters: after a ReLU every feature is non-negative, so the raw cosine of
+    any two crops is high and says little; the centred cosine compares what sets a cluster apart
+    from the class's other clusters. While two centroids have cosine ``<m_a, m_b> >= threshold``, the
     closest two merge (the centroid of the union is recomputed from all its members: centroid
     linkage on the unit sphere, which merges more readily than average linkage); ties go to the
     lower labels. Merges are ``(kept label, merged
@@ -158,6 +161,8 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
     labels = np.asarray(labels, dtype=np.int64)
     f = np.asarray(features, dtype=np.float64)
     names = sorted(set(labels[labels >= 0].tolist()))
+    if names:
+        f = f - f[labels >= 0].mean(axis=0)
     sums = {c: f[labels == c].sum(axis=0) for c in names}
     merges: list[tuple[int, int, float]] = []
 
