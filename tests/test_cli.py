@@ -90,7 +90,7 @@ def test_default_run_recovers_every_part_with_pure_summaries(default_run):
 
 def test_merging_by_the_models_features_leaves_one_summary_per_part(default_run, tmp_path, capsys):
     """summaries.merge = "model": the default pipeline's HOG clusters split parts by pose; the parts CNN's
-    own features join them (10 summaries -> 4 on these images, one per part)."""
+    own features join them (10 summaries -> 5 on these images at the default merge_similarity 0.9)."""
     from visum.evaluate.summaries import evaluate_run
 
     cfg = tmp_path / "model.toml"
