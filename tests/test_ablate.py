@@ -39,7 +39,7 @@ def test_one_change_at_a_time_and_the_base_once():
 
 
 def test_grid_has_every_combination():
-    variants = plan_variants(make_config({"clusterer": "ap"}),
+    variants = plan_variants(make_config({"saliency": "gradient", "clusterer": "ap"}),
                              [("saliency", ["gradient", "crisp"]), ("clusterer", ["ap", "hdbscan", "spectral"])],
                              grid=True)
     combos = {(v.config.saliency, v.config.clusterer) for v in variants}
@@ -70,7 +70,7 @@ def test_changing_a_component_drops_the_base_options_of_its_kind():
 
 
 def test_ablation_reuses_the_cache_and_scores_every_variant(parts_folder, tmp_path):
-    base = make_config({"images": str(parts_folder), "workers": 1, "clusterer": "ap"})
+    base = make_config({"images": str(parts_folder), "workers": 1, "saliency": "gradient", "clusterer": "ap"})
     variants = plan_variants(base, [("clusterer", ["ap", "hdbscan"]), ("matcher", ["proposal-flow"])])
     cache = tmp_path / "cache"
     rows = run_ablation(variants, tmp_path / "abl", cache_root=cache, score_settings={"draws": 50})
@@ -99,7 +99,7 @@ def test_ablation_reuses_the_cache_and_scores_every_variant(parts_folder, tmp_pa
 
 
 def test_a_failing_variant_is_reported_and_the_others_still_run(parts_folder, tmp_path):
-    base = make_config({"images": str(parts_folder), "workers": 1})
+    base = make_config({"images": str(parts_folder), "workers": 1, "saliency": "gradient"})
     # a model whose prediction is never the target: no image is used
     variants = plan_variants(base, [("target", ["1"])])
     rows = run_ablation(variants, tmp_path / "abl")
@@ -108,7 +108,7 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(parts_folder, tm
 
 
 def test_ablate_command(parts_folder, tmp_path, capsys):
-    code = main(["ablate", "--images", str(parts_folder), "--workers", "1", "--clusterer", "ap", "--vary", "clusterer=ap,spectral",
+    code = main(["ablate", "--images", str(parts_folder), "--workers", "1", "--saliency", "gradient", "--clusterer", "ap", "--vary", "clusterer=ap,spectral",
                  "--out", str(tmp_path / "abl"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0

@@ -135,7 +135,7 @@ def test_activations_need_the_model_and_do_not_pickle_it():
 def test_ace_components_run_as_a_visum_pipeline(tmp_path):
     """ACE's segments, activations and k-means in place of the paper's proposals, matcher and clusterer."""
     out = tmp_path / "ace"
-    code = main(["run", "--benchmark-images", "8", "--proposer", "slic-segments", "--matcher", "activations",
+    code = main(["run", "--saliency", "gradient", "--benchmark-images", "8", "--proposer", "slic-segments", "--matcher", "activations",
                  "--clusterer", "kmeans", "--opt", "clusterer.n_clusters=6", "--out", str(out), "--no-cache", "-q"])
     assert code == 0
     manifest = Manifest.model_validate_json((out / "manifest.json").read_text())

@@ -146,7 +146,7 @@ def test_benchmark_command_runs_worlds_by_models_and_writes_its_tables(tmp_path,
     config = tmp_path / "run.toml"
     config.write_text("keep_misclassified = true\n")  # a barely trained model: explain every image anyway
     out = tmp_path / "bench"
-    code, stdout, err = run_cli(capsys, "benchmark", "--worlds", "owl", "--models", "cnn", "--images", "6",
+    code, stdout, err = run_cli(capsys, "benchmark", "--worlds", "owl", "--models", "cnn", "--images", "6", "--saliency", "gradient",
                                 "--config", config, "--out", out, "--cache-dir", tmp_path / "cache", "--quiet")
     assert code == 0, err
     assert "1 of 1 runs" in stdout

@@ -77,7 +77,7 @@ def test_the_border_model_needs_the_whole_image(border):
 @pytest.mark.parametrize("source", ["torchscript", "export", "factory"])
 def test_a_custom_model_is_fed_the_whole_image_and_uses_every_image(border, source, tmp_path, capsys):
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", *_source_args(border, source), "--images", border["images"],
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", *_source_args(border, source), "--images", border["images"],
                            "--target", "flagged", "--out", out, "--quiet")
     assert code == 0, err
     m = manifest_of(out)
@@ -90,7 +90,7 @@ def test_a_custom_model_is_fed_the_whole_image_and_uses_every_image(border, sour
 
 
 def test_the_imagenet_crop_fails_loudly_naming_the_preprocessing(border, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "run", *_source_args(border, "torchscript"), "--resize", "short-side",
+    code, out, err = run_cli(capsys, "run", "--saliency", "gradient", *_source_args(border, "torchscript"), "--resize", "short-side",
                              "--crop-ratio", "0.875", "--images", border["images"], "--target", "flagged",
                              "--out", tmp_path / "out", "--quiet")
     assert code == 2 and out == ""
@@ -109,7 +109,7 @@ def test_too_few_images_of_a_well_classified_class_ask_for_more_not_for_preproce
     few.mkdir()
     for path in sorted(border["images"].glob("*.png"))[:2]:
         (few / path.name).write_bytes(path.read_bytes())
-    code, _, err = run_cli(capsys, "run", *_source_args(border, "factory"), "--images", few, "--target", "flagged",
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", *_source_args(border, "factory"), "--images", few, "--target", "flagged",
                            "--out", tmp_path / "out", "--quiet")
     assert code == 2
     assert "2 of 2 images (100 %) are classified as 'flagged' (0)" in err and "at least 3 images" in err
@@ -118,7 +118,7 @@ def test_too_few_images_of_a_well_classified_class_ask_for_more_not_for_preproce
 
 def test_kept_misclassified_images_still_warn_in_terminal_manifest_and_report(border, tmp_path, capsys):
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", *_source_args(border, "export"), "--crop-ratio", "0.875",
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", *_source_args(border, "export"), "--crop-ratio", "0.875",
                            "--images", border["images"], "--target", "0", "--keep-misclassified",
                            "--out", out, "--quiet")
     assert code == 0, err
@@ -137,7 +137,7 @@ def test_min_target_share_is_a_setting(border, threshold, warned, tmp_path, caps
     config = tmp_path / "run.toml"
     config.write_text("" if threshold is None else f"min_target_share = {threshold}\n")
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", "--config", config, *_source_args(border, "factory"),
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--config", config, *_source_args(border, "factory"),
                            "--images", border["mixed"], "--target", "flagged", "--out", out, "--quiet")
     assert code == 0, err
     m = manifest_of(out)
@@ -170,12 +170,12 @@ def cat_folder(tmp_path_factory) -> Path:
 
 def test_efficientnet_lite0_end_to_end_and_the_silent_cat(cat_folder, tmp_path, capsys):
     """The issue's second case: views of one cat, target "tiger cat"; the model says Egyptian cat."""
-    code, _, err = run_cli(capsys, "run", "--model", "efficientnet-lite0", "--images", cat_folder,
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--model", "efficientnet-lite0", "--images", cat_folder,
                            "--target", "tiger cat", "--out", tmp_path / "tiger", "--quiet")
     assert code == 2 and "'Egyptian cat' (285) x 7" in err and "first check the preprocessing" in err
 
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", "--model", "efficientnet-lite0", "--images", cat_folder,
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--model", "efficientnet-lite0", "--images", cat_folder,
                            "--target", "Egyptian cat", "--out", out, "--quiet")
     assert code == 0, err
     m = manifest_of(out)
@@ -220,7 +220,7 @@ def test_model_sources_from_weight_files_run_the_default_pipeline(spec, cat_fold
     make_weights, expected = SOURCES[spec]
     weights = make_weights(tmp_path)
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", "--model", spec, "--weights", weights, "--images", cat_folder,
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--model", spec, "--weights", weights, "--images", cat_folder,
                            "--target", "0", "--keep-misclassified", "--out", out, "--quiet")
     assert code == 0, err
     m = manifest_of(out)

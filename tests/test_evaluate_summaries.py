@@ -200,7 +200,7 @@ def test_no_kept_summary():
 def strict_run(parts_folder, tmp_path_factory):
     """A run on benchmark images whose SSIM ratio discards some clusters."""
     out = tmp_path_factory.mktemp("strict") / "run"
-    code = main(["run", "--images", str(parts_folder), "--out", str(out), "--quiet", "--workers", "1",
+    code = main(["run", "--saliency", "gradient", "--images", str(parts_folder), "--out", str(out), "--quiet", "--workers", "1",
                  "--opt", "scorer.ratio=3.0"])
     assert code == 0
     return out
@@ -241,7 +241,7 @@ def test_evaluate_summaries_scores_kept_summaries_of_a_run(strict_run, capsys):
 def test_default_style_run_is_coherent(parts_folder, tmp_path):
     """On benchmark images the kept summaries group like parts: mu_S < mu_R, and they are mostly pure."""
     out = tmp_path / "run"
-    assert main(["run", "--images", str(parts_folder), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert main(["run", "--saliency", "gradient", "--images", str(parts_folder), "--out", str(out), "--quiet", "--workers", "1"]) == 0
     s = evaluate_run(out, draws=200)
     assert s.n_kept >= 2
     assert s.mu_s < s.mu_r
@@ -256,7 +256,7 @@ def test_runs_without_ground_truth_are_refused_in_one_line(tmp_path, capsys, par
     for p in sorted(parts_folder.glob("*.png"))[:4]:
         shutil.copy(p, images / p.name)
     out = tmp_path / "run"
-    assert main(["run", "--images", str(images), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert main(["run", "--saliency", "gradient", "--images", str(images), "--out", str(out), "--quiet", "--workers", "1"]) == 0
     assert 'id="ground-truth"' not in (out / "report.html").read_text()
     with pytest.raises(InputError, match="no parts-benchmark ground truth"):
         evaluate_run(out)
@@ -277,3 +277,6 @@ def test_ground_truth_of_generated_benchmark_is_found_in_the_run_folder(tmp_path
     assert s.parts_present == PARTS
     m = Manifest.model_validate_json((out / "manifest.json").read_text())
     assert Path(m.images[0].path).parts[0] == "images"
+    # the embedded default, chosen on the dev worlds (docs/benchmark.md)
+    assert (m.config["saliency"], m.config["proposer"], m.config["matcher"], m.config["clusterer"]) == (
+        "crisp", "selective-search", "hog", "hdbscan")

@@ -238,7 +238,7 @@ def test_summaries_vs_accuracy_command(tmp_path):
     from visum.models.train_parts import HELD_OUT_SEED
 
     out = tmp_path / "sva"
-    code = main(["experiment", "summaries-vs-accuracy", "--model", "parts:tiny-a", "--model", "parts",
+    code = main(["experiment", "summaries-vs-accuracy", "--model", "parts:tiny-a", "--model", "parts", "--saliency", "gradient",
                  "--images-per-class", "3", "--pool-per-class", "6", "--held-out-per-class", "4",
                  "--threads", "1", "--workers", "1", "--out", str(out), "-q"])
     assert code == 0
@@ -270,7 +270,7 @@ def test_specialise_command(tmp_path):
     from visum.cli import main
 
     out = tmp_path / "spec"
-    code = main(["experiment", "specialise", "--model", "parts", "--train-per-class", "4",
+    code = main(["experiment", "specialise", "--model", "parts", "--saliency", "gradient", "--train-per-class", "4",
                  "--validation-per-class", "6", "--test-per-class", "6", "--workers", "1", "--out", str(out), "-q"])
     assert code == 0
     (res,) = json.loads((out / "specialise.json").read_text())["results"]

@@ -45,7 +45,7 @@ def test_installed_distribution_is_found_through_its_entry_point(site):
 
 
 def test_pipeline_runs_with_the_third_party_component(site, parts_folder, tmp_path):
-    config = make_config({"images": str(parts_folder), "proposer": "grid",
+    config = make_config({"images": str(parts_folder), "saliency": "gradient", "proposer": "grid",
                           "options": {"proposer": {"scales": [0.15, 0.25], "step": 0.5}}})
     result = Pipeline(config, tmp_path / "out", catalogue=build_catalogue(), cache=Cache(tmp_path / "c")).run()
     m = Manifest.model_validate_json((tmp_path / "out" / "manifest.json").read_text())
