@@ -356,6 +356,25 @@ def test_a_clusterer_that_does_not_converge_is_said_out_loud(parts_folder, tmp_p
     assert "clusterer.max_iter" in (out / "report.html").read_text()
 
 
+def test_a_run_whose_every_summary_fails_the_reliance_filter_says_why(parts_folder, tmp_path, capsys):
+    """EfficientNet on real cat photos: no single part's blur moves the class, so min_reliance 0.2 keeps
+    nothing (docs/benchmark.md). Here forced by a threshold no drop reaches (a ratio of drops is at most 1)."""
+    cfg = tmp_path / "strict.toml"
+    cfg.write_text("[summaries]\nmin_reliance = 1.5\n")
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--images", parts_folder, "--config", cfg,
+                           "--out", out, "--quiet")
+    assert code == 0, err
+    assert re.search(r"visum: warning: no summary kept: the SSIM check kept [1-9]\d*, but blurring", err)
+    manifest = load_manifest(out)
+    assert [w.code for w in manifest.warnings] == ["nothing-relied-on"] and not any(s.kept for s in manifest.summaries)
+    assert "min_reliance = -inf" in (out / "report.html").read_text()
+
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--images", parts_folder, "--out", tmp_path / "ok",
+                           "--quiet")
+    assert code == 0 and "no summary kept" not in err and load_manifest(tmp_path / "ok").warnings == []
+
+
 @pytest.fixture(scope="module")
 def paper_runs(tmp_path_factory):
     """The paper's matching and clustering on 30 parts images: summaries as clustered, then merged."""

@@ -554,10 +554,19 @@ class Pipeline:
 
         least = self.config.summaries.min_reliance
         out = list(verdicts)
+        reliances = []
         for c, (p, q) in drops.items():
             r = ratio_of_sums(p, q)
+            reliances.append(r)
             if r == r and r < least:
                 out[c] = replace(out[c], kept=False, quality={**out[c].quality, "not_relied_on": 1.0})
+        if drops and not any(v.kept for v in out):  # say it: "0 kept" alone reads as "nothing found"
+            message = (f"no summary kept: the SSIM check kept {len(drops)}, but blurring any one of them takes less "
+                       f"than {least:g} of the target's probability (largest {max(reliances):.3f}); the model may "
+                       f"spread its evidence over many parts. A --config file with [summaries] min_reliance = -inf "
+                       f"keeps them, with their reliance in the report")
+            self.reporter.warn(message)
+            self.warnings.append(WarningRecord(code="nothing-relied-on", message=message))
         return out
 
     def _score(self, clusters, nodes, by_id: dict[int, InputImage], states) -> list:
