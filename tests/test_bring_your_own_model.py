@@ -179,7 +179,10 @@ def test_efficientnet_lite0_end_to_end_and_the_silent_cat(cat_folder, tmp_path, 
                            "--target", "Egyptian cat", "--out", out, "--quiet")
     assert code == 0, err
     m = manifest_of(out)
-    assert sum(im.used for im in m.images) == 7 and m.warnings == []
+    assert sum(im.used for im in m.images) == 7
+    # every image is the target now; what is left to say is that no single part's blur moves an ImageNet
+    # network's "cat" (docs/benchmark.md, the real-photo measurement)
+    assert [w.code for w in m.warnings] == ["nothing-relied-on"]
     assert m.model.preprocessing.interpolation == "bicubic" and m.model.preprocessing.resize_to == 256
 
 
