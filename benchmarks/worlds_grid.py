@@ -64,11 +64,21 @@ def means_row(name: str, flags: str, rows: list[dict]) -> str:
     seconds = sum(float(r.get("seconds") or 0) for r in ok)
     return (f"| {name} | `{flags or '(defaults)'}` | {len(ok)}/{len(rows)} | {_f(_mean(ok, 'purity'))} | "
             f"{_f(_mean(ok, 'recall'))} | {false} | {sum(int(r.get('kept') or 0) for r in ok)} | {worst} | "
-            f"{over_two} | {seconds:.0f} |")
+            f"{over_two} | {_f(_mean(ok, 'saliency_on_relied'))} | {seconds:.0f} |")
 
 
 MEANS_HEAD = ("| variant | flags | runs | mean purity | mean recall | false summaries | kept | most of one part "
-              "| runs with > 2 of a part | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
+              "| runs with > 2 of a part | saliency on relied-on parts | seconds |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def means_rows(name: str, flags: str, rows: list[dict]) -> list[str]:
+    """The variant's means over every run, then, when it ran several architectures, over each one's runs."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    out = [means_row(name, flags, rows)]
+    if len(models) > 1:
+        out += [means_row(f"{name} ({m})", flags, [r for r in rows if r["model"] == m]) for m in models]
+    return out
 ROWS_HEAD = ("| world | model | acc. | variant | kept | purity | recall | false | most of one part | majorities |\n"
              "|---|---|---|---|---|---|---|---|---|---|")
 
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         rows = json.loads(done.read_text())["rows"]
         results.append((name, flags, rows))
-    lines = [MEANS_HEAD] + [means_row(n, f, r) for n, f, r in results] + ["", ROWS_HEAD]
+    lines = [MEANS_HEAD] + [line for n, f, r in results for line in means_rows(n, f, r)] + ["", ROWS_HEAD]
     for n, _, r in results:
         lines += world_rows(n, r)
     text = "\n".join(lines) + "\n"
