@@ -349,3 +349,63 @@ def test_crisp_defaults_and_the_papers_numbers():
     rough, crisp = Crisp(paper).schedule()
     assert (rough.iterations, rough.l1, rough.l2) == (300, 0.01, 1e-4)
     assert (crisp.iterations, crisp.l1, crisp.l2, crisp.l3, crisp.score_blur) == (150, 0.01, 1.0, 2.0, 0.0)
+
+
+# --------------------------------------------------------------------------- successive deletions
+BOX_B = (8, 16, 44, 52)  # a second, smaller patch: 8 x 8 pixels, one cell of the mask grid
+
+
+class TwoPatchAnd(torch.nn.Module):
+    """The class needs both bright patches (``BOX`` and ``BOX_B``): its logit follows the dimmer one.
+
+    Deleting either patch alone removes the class, so the smallest deletion covers one of them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        weights = torch.zeros(2, 1, SIZE, SIZE)
+        for k, (r0, r1, c0, c1) in enumerate((BOX, BOX_B)):
+            weights[k, 0, r0:r1, c0:c1] = 1.0 / ((r1 - r0) * (c1 - c0))
+        self.register_buffer("weights", weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = (x.mean(1, keepdim=True) * self.weights.transpose(0, 1)).flatten(2).sum(2)  # [B, 2]: each patch's mean
+        softmin = -torch.logsumexp(-8.0 * f, dim=1) / 8.0
+        logit = 6.0 * softmin
+        return torch.stack([torch.zeros_like(logit), logit], dim=1)
+
+
+def _two_patch_images(n: int) -> torch.Tensor:
+    x = _bright_square_images(n)
+    r0, r1, c0, c1 = BOX_B
+    x[..., r0:r1, c0:c1] += 2.0
+    return x
+
+
+def _mean_on(s: torch.Tensor, box) -> float:
+    r0, r1, c0, c1 = box
+    return float(s[..., r0:r1, c0:c1].mean())
+
+
+def test_keep_forbids_perturbing_the_kept_pixels(bright_toy):
+    model, x, target = bright_toy
+    keep = torch.from_numpy(_box_mask()).float().view(1, 1, SIZE, SIZE)
+    s = optimise_mask(model, x, target, [Phase(iterations=30, l1=0.05, l2=0.0)], keep=keep)
+    assert float(s[..., keep[0, 0] > 0].abs().max()) == 0.0
+    # the patch is all the model reads: with it kept, no deletion lowers the score
+    assert (_score_after(model, x, s) > 0.9).all()
+
+
+def test_one_round_shows_one_needed_part_successive_rounds_show_both():
+    model, x, target = TwoPatchAnd().eval(), _two_patch_images(2), torch.ones(2, dtype=torch.int64)
+    assert (_score_after(model, x, torch.zeros(2, 1, SIZE, SIZE)) > 0.99).all()
+    one = Crisp().explain(model, x, target)
+    two = Crisp(CrispOptions(rounds=2)).explain(model, x, target)
+    for i in range(2):
+        on_a, on_b = _mean_on(one[i], BOX), _mean_on(one[i], BOX_B)
+        assert max(on_a, on_b) > 0.5 and min(on_a, on_b) < 0.1, (on_a, on_b)  # one part, the other untouched
+        assert _mean_on(two[i], BOX) > 0.5 and _mean_on(two[i], BOX_B) > 0.5
+    assert torch.equal(two >= one, torch.ones_like(two, dtype=torch.bool))  # round 1 is kept as it was
+    # a third round finds no deletion that removes the class with both patches kept: it is refused
+    three = Crisp(CrispOptions(rounds=3)).explain(model, x, target)
+    assert torch.equal(three, two)

@@ -60,6 +60,8 @@ __all__ = [
     "image_seeds",
     "jitter_offsets",
     "optimise_mask",
+    "deletion_drop",
+    "successive_masks",
 ]
 
 
@@ -218,6 +220,7 @@ def optimise_mask(
     sigma_max: float = SIGMA0,
     levels: int = 8,
     stack: BlurStack | None = None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Minimise ``E(s)`` (module docstring) through ``phases`` in order; returns ``s [B, 1, H, W]`` in ``[0, 1]``.
 
@@ -228,7 +231,9 @@ def optimise_mask(
       ``sigma_m / d``) define the low-resolution parameterisation;
     * ``jitter`` the largest random shift (pixels) of the mask at each step (unless a phase
       sets its own), ``seed`` its seed;
-    * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``).
+    * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``);
+    * ``keep [B, 1, H, W]`` in ``{0, 1}``: pixels the mask may not perturb (``s`` is multiplied
+      by ``1 - keep`` before the score and the penalties see it), or ``None``.
 
     A full-resolution phase starts from the previous phase's mask with a new Adam; a
     low-resolution phase after another one keeps the parameters and Adam's moments (with the
@@ -262,10 +267,11 @@ def optimise_mask(
         b_h, b_w = blur_matrices[sigma]
         return b_h @ s @ b_w.T
 
+    allowed = None if keep is None else (1.0 - keep.to(device=x.device, dtype=torch.float32)).expand(b, 1, h, w)
+
     def to_mask(param: torch.Tensor, full: bool, blur: float = 0.0) -> torch.Tensor:
-        if full:
-            return blurred(param, blur)
-        return a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / downsample)
+        s = blurred(param, blur) if full else a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / d)
+        return s if allowed is None else s * allowed
 
     param: torch.Tensor | None = None
     full = False
@@ -308,3 +314,67 @@ def optimise_mask(
     with torch.no_grad():
         s = to_mask(param, full, phases[-1].blur).clamp(0.0, 1.0)
     return s.detach().to(torch.float32)
+
+
+@torch.no_grad()
+def deletion_drop(model, x: torch.Tensor, target: torch.Tensor, s: torch.Tensor, stack: BlurStack | None = None,
+                  *, sigma_max: float = SIGMA0, levels: int = 8) -> torch.Tensor:
+    """Relative drop of the target's probability when ``s`` is blurred: ``1 - f_c(Phi(x; s)) / f_c(x)``, ``[B]``."""
+    if stack is None:
+        stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
+    p0 = target_probability(model, x, target)
+    p = target_probability(model, perturb(stack, s), target)
+    return 1.0 - p / p0.clamp_min(1e-12)
+
+
+def successive_masks(
+    model,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    phases: list[Phase] | tuple[Phase, ...],
+    *,
+    rounds: int = 1,
+    min_drop: float = 0.5,
+    margin: int = 2,
+    binarize_at: float = 0.5,
+    seed: int = 0,
+    **kwargs,
+) -> torch.Tensor:
+    """Up to ``rounds`` disjoint deletions per image, merged: ``s = max_r s_r``, ``[B, 1, H, W]``.
+
+    A deletion mask is the *smallest* deletion that removes the class, so where the class needs
+    every one of several parts it shows one of them (deleting any one is enough). Round ``r + 1``
+    solves the same problem (:func:`optimise_mask`, ``keep`` set) with every pixel of the
+    accepted rounds, binarised at ``binarize_at`` and grown by ``margin`` pixels, kept intact:
+    it finds the next-cheapest deletion elsewhere in the image. A round's mask is accepted when
+    deleting it alone (binarised) takes at least ``min_drop`` of the target's probability,
+    ``1 - f_c(Phi(x; 1[s_r > t])) / f_c(x) >= min_drop``; an image's rounds stop at its first
+    rejected one. Round 1 is exactly :func:`optimise_mask` (seed ``seed``); round ``r`` uses
+    seed ``seed + r``. ``kwargs`` are :func:`optimise_mask`'s.
+    """
+    s = optimise_mask(model, x, target, phases, seed=seed, **kwargs)
+    if rounds <= 1 or x.shape[0] == 0:
+        return s
+    sigma_max, levels = kwargs.get("sigma_max", SIGMA0), kwargs.get("levels", 8)
+    target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
+    stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
+    kwargs.pop("stack", None)
+    first = (s > binarize_at).float()
+    active = deletion_drop(model, x, target, first, stack) >= min_drop
+    merged, kept = s.clone(), first
+    for r in range(1, rounds):
+        idx = torch.nonzero(active).flatten()
+        if idx.numel() == 0:
+            break
+        grown = F.max_pool2d(kept[idx], 2 * margin + 1, stride=1, padding=margin) if margin else kept[idx]
+        s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, **kwargs)
+        b_r = (s_r > binarize_at).float()
+        sub = BlurStack(levels=stack.levels[idx], sigmas=stack.sigmas)
+        ok = deletion_drop(model, x[idx], target[idx], b_r, sub) >= min_drop
+        ok = ok & (b_r.flatten(1).sum(1) > 0)
+        good = idx[ok]
+        merged[good] = torch.maximum(merged[good], s_r[ok])
+        kept[good] = torch.maximum(kept[good], b_r[ok])
+        active = torch.zeros_like(active)
+        active[good] = True
+    return merged

@@ -33,6 +33,11 @@ which otherwise freeze where they are (:class:`visum.saliency_opt.Phase`). The r
 ``--opt`` away: ``rough_l1=0.01 rough_l2=0.0001 crisp_l2=1 crisp_score_blur=0``
 (``crisp_adam_beta2`` is not in the paper, which does not give the optimiser's settings).
 
+``rounds > 1`` (not in the paper) repeats the optimisation with the earlier rounds' pixels
+kept intact and returns the union (:func:`visum.saliency_opt.successive_masks`): a deletion
+mask is the *smallest* deletion that removes the class, so where the class needs each of
+several parts it shows only the cheapest one.
+
 Read the mask as ``s > 0.5``: :attr:`Crisp.binarize_at` tells the regions stage to cut there,
 unsmoothed (Otsu after a sigma = 2 blur picks 0.15-0.42 on these masks, not 0.5).
 """
@@ -43,7 +48,7 @@ import torch
 from pydantic import Field
 
 from visum import Component, hookimpl
-from visum.saliency_opt import Phase, optimise_mask
+from visum.saliency_opt import Phase, successive_masks
 from visum_plugins.saliency.iebb import MaskOptimisationOptions
 
 __all__ = ["CrispOptions", "Crisp", "register_saliency_methods"]
@@ -101,6 +106,25 @@ class CrispOptions(MaskOptimisationOptions):
             "binarisation penalty instead of freezing grey."
         ),
     )
+    rounds: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description=(
+            "Disjoint deletions per image (visum.saliency_opt.successive_masks): round r + 1 keeps the "
+            "earlier rounds' pixels intact and finds the next-cheapest deletion; the mask is their union. "
+            "A class that needs every one of several parts is removed by deleting any one: one round shows one."
+        ),
+    )
+    round_min_drop: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="A further round counts when deleting its mask alone takes at least this share of the target's probability.",
+    )
+    round_margin: int = Field(
+        default=2, ge=0, description="Pixels by which the earlier rounds' masks are grown before they are kept intact."
+    )
     crisp_full_resolution: bool = Field(
         default=True,
         description=(
@@ -142,7 +166,9 @@ class Crisp(Component):
 
     def explain(self, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1]."""
-        return optimise_mask(model, x, target, self.schedule(), **self.options.shared())
+        o = self.options
+        return successive_masks(model, x, target, self.schedule(), rounds=o.rounds, min_drop=o.round_min_drop,
+                                margin=o.round_margin, binarize_at=self.binarize_at, **o.shared())
 
 
 @hookimpl
