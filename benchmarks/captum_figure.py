@@ -1,6 +1,6 @@
 """Draw docs/img/captum-baselines.png and time the Captum baseline saliency plugins.
 
-    /work/.venv-dev/bin/python benchmarks/captum_figure.py [--out docs/img/captum-baselines.png]
+    python benchmarks/captum_figure.py [--out docs/img/captum-baselines.png]
 
 Three real photos (scikit-image's ``chelsea`` and ``coffee``, and one of foolbox's bundled
 ImageNet images) go through EfficientNet-Lite0's preprocessing; each of the five methods of

@@ -1,6 +1,6 @@
 """Proposal matching against ground truth: ``hog`` (appearance only) vs ``proposal-flow`` (LOM).
 
-    /work/.venv-dev/bin/python benchmarks/correspondence.py [--pairs N] [--seeds 1 2] \\
+    python benchmarks/correspondence.py [--pairs N] [--seeds 1 2] \\
         [--out docs/matching.md] [--figure docs/img/proposal-flow-example.png] [--opt NAME=VALUE ...]
 
 For each seed and each source (real photos; parts-benchmark images) it makes ``--pairs``

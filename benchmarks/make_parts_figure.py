@@ -1,6 +1,6 @@
 """Draw docs/img/parts-examples.png: example images of every parts-benchmark class with their ground truth.
 
-    /work/.venv-dev/bin/python benchmarks/make_parts_figure.py [--out docs/img/parts-examples.png]
+    python benchmarks/make_parts_figure.py [--out docs/img/parts-examples.png]
 
 One row per class; each example is shown as the image and, beside it, its ground-truth
 part masks (colour-coded) with the object box.

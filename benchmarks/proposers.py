@@ -1,6 +1,6 @@
 """Side-by-side figures of the two built-in proposers: time per image, box counts, recall.
 
-    /work/.venv-dev/bin/python benchmarks/proposers.py [--repeats 5] [--sizes 128 224]
+    python benchmarks/proposers.py [--repeats 5] [--sizes 128 224]
         [--edge-opt min_box_area=500 ...] [--ss-opt mode=single ...]
 
 scikit-image's ``astronaut`` (512x512) and ``chelsea`` (451x300) are resized (``INTER_AREA``,

@@ -1,8 +1,8 @@
 """Measure the iebb and crisp saliency methods on real models; draw docs/img/saliency-masks.png.
 
-    /work/.venv-dev/bin/python benchmarks/saliency_masks.py run --out /tmp/saliency-check
-    /work/.venv-dev/bin/python benchmarks/saliency_masks.py accuracy          # Phi vs exact (slow)
-    /work/.venv-dev/bin/python benchmarks/saliency_masks.py figure --out /tmp/saliency-check
+    python benchmarks/saliency_masks.py run --out visum-out/saliency-check
+    python benchmarks/saliency_masks.py accuracy          # Phi vs exact (slow)
+    python benchmarks/saliency_masks.py figure --out visum-out/saliency-check
 
 ``run`` explains 8 parts-benchmark parrots (the parts CNN) and 8 photos (EfficientNet-Lite0:
 scikit-image's chelsea and coffee, six of foolbox's ImageNet samples; target = top-1 class)
@@ -191,7 +191,7 @@ def figure(out: Path, dest: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "accuracy", "figure"])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/saliency-check"))
+    parser.add_argument("--out", type=Path, default=Path("visum-out/saliency-check"))
     parser.add_argument("--figure", type=Path, default=Path(__file__).resolve().parents[1] / "docs/img/saliency-masks.png")
     args = parser.parse_args()
     if args.command == "run":
