@@ -1,12 +1,17 @@
-"""Crisp mask variants on foolbox's ImageNet photos with EfficientNet-Lite0 (docs/saliency.md, crisp).
+"""Crisp mask variants on real photos (docs/saliency.md, crisp).
 
-    python benchmarks/crisp_variants.py [--n 8] [--variant NAME='{"option": value, ...}' ...]
+    python benchmarks/crisp_variants.py --pool visum-out/photos --split dev [--n 40] \
+        [--model efficientnet-lite0] [--variant NAME='{"option": value, ...}' ...]
+    python benchmarks/crisp_variants.py [--n 8]          # foolbox's photos, as before the pool
 
-For each variant (crisp plugin options as JSON; ``{}`` = visum's defaults) on the first ``--n``
-of foolbox's 20 ImageNet validation photos (``pip install --no-deps foolbox``), target = the
-label in the file name: share of binary pixels (within 0.05 of 0 or 1), area (s > 0.5),
-connected components of s > 0.5, relative drop of the target's probability under Phi(x; s),
-and the drop of iebb's mask thresholded per image to the same area (iebb-thresh).
+With ``--pool`` (made by ``benchmarks/photo_pool.py`` with the same ``--model``; docs/photos.md)
+the photos are the first ``--n`` of that split the model classifies correctly, target = their
+label; without it, the first ``--n`` of foolbox's 20 ImageNet validation photos (``pip install
+--no-deps foolbox``), target = the label in the file name. Choose on ``--split dev``; report on
+``test``. For each variant (crisp plugin options as JSON; ``{}`` = visum's defaults): share of
+binary pixels (within 0.05 of 0 or 1), area (s > 0.5), connected components of s > 0.5 (median
+and quartiles), relative drop of the target's probability under Phi(x; s), iebb's drop, and
+the drop of iebb's mask thresholded per image to the same area (iebb-thresh).
 """
 
 from __future__ import annotations
@@ -23,11 +28,19 @@ from scipy import ndimage
 PAPER = {"rough_l1": 0.01, "rough_l2": 1e-4, "crisp_l2": 1.0, "crisp_score_blur": 0.0}
 
 
-def photos(n: int):
+def photos(n: int, pool: Path | None = None, split: str = "dev", model: str = "efficientnet-lite0"):
+    """``[(path, target)]``: the pool's correctly classified photos of ``split``, or foolbox's."""
+    if pool is not None:
+        listing = json.loads((pool / "pool.json").read_text())
+        if listing["model"] != model:
+            raise SystemExit(f"{pool}/pool.json was made with {listing['model']}, not {model}: rerun photo_pool.py")
+        rows = sorted((r for r in listing["photos"] if r.get("correct") and r["split"] == split), key=lambda r: r["name"])
+        return [(pool / split / f"{r['name']}.png", r["label"]) for r in rows][:n]
     spec = importlib.util.find_spec("foolbox")
     if spec is None or spec.origin is None:
         raise SystemExit("needs foolbox's images: pip install --no-deps foolbox")
-    return sorted((Path(spec.origin).parent / "data").glob("imagenet_*.jpg"))[:n]
+    paths = sorted((Path(spec.origin).parent / "data").glob("imagenet_*.jpg"))[:n]
+    return [(p, int(p.stem.split("_")[-1])) for p in paths]
 
 
 def drops(module, x, t, s) -> np.ndarray:
@@ -43,6 +56,9 @@ def drops(module, x, t, s) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--pool", type=Path, default=None, help="a folder made by benchmarks/photo_pool.py")
+    ap.add_argument("--split", choices=("dev", "test"), default="dev")
+    ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--variant", action="append", default=[], help="NAME=JSON options of the crisp plugin")
     args = ap.parse_args()
@@ -53,11 +69,12 @@ def main() -> None:
     from visum.models.loading import load_model
     from visum.plugins import get_catalogue
 
-    model = load_model("efficientnet-lite0")
+    model = load_model(args.model)
     pre = model.preprocessing
-    paths = photos(args.n)
+    chosen = photos(args.n, args.pool, args.split, args.model)
+    paths = [p for p, _ in chosen]
     x = pre.to_tensor([pre.view(load_image(p)).pixels for p in paths])
-    t = torch.tensor([int(p.stem.split("_")[-1]) for p in paths])
+    t = torch.tensor([label for _, label in chosen])
     catalogue = get_catalogue()
 
     def masks(method: str, options: dict) -> torch.Tensor:
@@ -65,9 +82,12 @@ def main() -> None:
         return torch.cat([comp.explain(model.module, x[i : i + args.batch], t[i : i + args.batch])
                           for i in range(0, len(paths), args.batch)])
 
-    iebb = masks("iebb", {}).numpy()[:, 0]
-    print(f"{len(paths)} photos, EfficientNet-Lite0\n")
-    print("| variant | binary pixels mean (min) | >= 99 % | area s > 0.5 | components (median) | drop | iebb-thresh drop |")
+    iebb_s = masks("iebb", {})
+    iebb = iebb_s.numpy()[:, 0]
+    where = f"{args.pool} {args.split}" if args.pool else "foolbox"
+    print(f"{len(paths)} photos ({where}), {args.model}; iebb's drop {drops(model.module, x, t, iebb_s).mean():.3f}\n")
+    print("| variant | binary pixels mean (min) | >= 99 % | area s > 0.5 | components median (quartiles) | drop "
+          "| iebb-thresh drop |")
     print("|---|---|---|---|---|---|---|", flush=True)
     for name, text in variants.items():
         s = masks("crisp", json.loads(text))
@@ -78,7 +98,8 @@ def main() -> None:
         thresh = np.stack([threshold_to_area(iebb[i], float(sn[i].mean())) for i in range(len(sn))])
         d, dt = drops(model.module, x, t, s), drops(model.module, x, t, torch.from_numpy(thresh)[:, None].float())
         print(f"| {name} | {100 * binary.mean():.2f} % ({100 * binary.min():.1f} %) | {(binary >= 0.99).sum()}/{len(sn)} "
-              f"| {100 * area.mean():.1f} % | {np.median(components):.0f} | {d.mean():.3f} | {dt.mean():.3f} |", flush=True)
+              f"| {100 * area.mean():.1f} % | {np.median(components):.0f} ({np.percentile(components, 25):.0f}-"
+              f"{np.percentile(components, 75):.0f}) | {d.mean():.3f} | {dt.mean():.3f} |", flush=True)
 
 
 if __name__ == "__main__":
