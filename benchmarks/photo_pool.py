@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     categories = model.class_names if getattr(model, "class_names", None) else None
     pre = model.preprocessing
+    for split in ("dev", "test"):  # photos of an earlier run must not outlive its pool.json
+        for old in (args.out / split).glob("*.png"):
+            old.unlink()
     bundles: dict = {}
     rows, missing = [], Counter()
     for entry in tqdm(entries, desc="classify", unit="photo"):
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             rgb, mask = decode_photo(read_source(entry, args.debs, bundles))
         except InputError as e:
             missing[entry.source] += 1
-            rows.append({"name": entry.name, "source": entry.source, "path": entry.path, "missing": str(e)})
+            rows.append({"name": entry.name, "source": entry.source, "path": entry.path, "missing": f"{entry.name}: {e}"})
             continue
         x = pre.to_tensor([pre.view(rgb).pixels])
         with torch.no_grad():
@@ -84,12 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "pool.json").write_text(json.dumps({"model": args.model, "labels": str(args.labels.name),
                                                     "photos": rows}, indent=1))
     found = [r for r in rows if "missing" not in r]
+    for r in rows:
+        if "missing" in r:
+            print(f"missing: {r['missing']}", file=sys.stderr)
     print(f"{len(entries)} labelled, {len(found)} found" + (f" ({dict(missing)} missing)" if missing else ""))
     for split in ("dev", "test"):
         s = [r for r in found if r["split"] == split]
         ok = [r for r in s if r["correct"]]
-        print(f"{split}: {len(ok)} of {len(s)} classified correctly by {args.model} "
-              f"({sum(r['mask'] for r in ok)} with an object mask; sure labels {sum(r['sure'] for r in ok)})")
+        sure = [r for r in s if r["sure"]]
+        print(f"{split}: {len(ok)} of {len(s)} classified correctly by {args.model}, {len({r['label'] for r in ok})} "
+              f"classes, {sum(r['mask'] for r in ok)} with an object mask; sure labels "
+              f"{sum(r['correct'] for r in sure)}/{len(sure)}, likely labels "
+              f"{sum(r['correct'] for r in s if not r['sure'])}/{len(s) - len(sure)}")
     return 0 if found else 1
 
 

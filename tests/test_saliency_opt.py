@@ -409,3 +409,30 @@ def test_one_round_shows_one_needed_part_successive_rounds_show_both():
     # a third round finds no deletion that removes the class with both patches kept: it is refused
     three = Crisp(CrispOptions(rounds=3)).explain(model, x, target)
     assert torch.equal(three, two)
+    # no deletion takes all of the probability: with round_min_drop = 1 round 1 does not count, no round 2 runs
+    assert torch.equal(Crisp(CrispOptions(rounds=2, round_min_drop=1.0)).explain(model, x, target), one)
+
+
+def test_keep_makes_the_deletion_find_the_other_needed_part():
+    model, x, target = TwoPatchAnd().eval(), _two_patch_images(1), torch.ones(1, dtype=torch.int64)
+    keep = torch.zeros(1, 1, SIZE, SIZE)
+    r0, r1, c0, c1 = BOX
+    keep[..., r0 - 2 : r1 + 2, c0 - 2 : c1 + 2] = 1.0
+    s = optimise_mask(model, x, target, Crisp().schedule(), keep=keep, **CrispOptions().shared())
+    assert float(s[keep > 0].max()) == 0.0
+    assert _mean_on(s, BOX_B) > 0.5
+    assert (_score_after(model, x, s) < 0.5).all()
+
+
+def test_successive_rounds_of_an_image_do_not_depend_on_its_batch():
+    """A batch whose images stop after different rounds: an image without the class (both patches
+    dark: no deletion lowers its tiny probability) stops after round 1, the two-patch image goes on."""
+    model = TwoPatchAnd().eval()
+    x = torch.cat([_bright_square_images(1, seed=5) - 2.0 * (_bright_square_images(1, seed=5) > 0), _two_patch_images(1)])
+    target = torch.ones(2, dtype=torch.int64)
+    crisp = Crisp(CrispOptions(rounds=2))
+    batch = crisp.explain(model, x, target)
+    alone = torch.cat([crisp.explain(model, x[i : i + 1], target[i : i + 1]) for i in range(2)])
+    assert torch.allclose(batch, alone, atol=1e-5)
+    assert _mean_on(batch[1], BOX) > 0.5 and _mean_on(batch[1], BOX_B) > 0.5
+    assert torch.allclose(batch[0], Crisp().explain(model, x[:1], target[:1]), atol=1e-5)

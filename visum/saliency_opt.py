@@ -233,7 +233,8 @@ def optimise_mask(
       sets its own), ``seed`` its seed;
     * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``);
     * ``keep [B, 1, H, W]`` in ``{0, 1}``: pixels the mask may not perturb (``s`` is multiplied
-      by ``1 - keep`` before the score and the penalties see it), or ``None``.
+      by ``1 - keep`` before the penalties see it, and again after the score's blur and the
+      jitter, so the classifier never sees a kept pixel perturbed), or ``None``.
 
     A full-resolution phase starts from the previous phase's mask with a new Adam; a
     low-resolution phase after another one keeps the parameters and Adam's moments (with the
@@ -298,6 +299,8 @@ def optimise_mask(
             s = to_mask(param, full, phase.blur)
             seen = blurred(s, phase.score_blur)
             s_shifted = shift_masks(seen, offsets[:, step], shift)
+            if allowed is not None:  # the score's blur and the jitter must not reach into kept pixels either
+                s_shifted = s_shifted * allowed
             # channels-last input: oneDNN's convolutions run ~30% faster on it (EfficientNet, CPU)
             inp = perturb(stack, s_shifted).contiguous(memory_format=torch.channels_last)
             score = target_probability(model, inp, target)
@@ -344,13 +347,17 @@ def successive_masks(
 
     A deletion mask is the *smallest* deletion that removes the class, so where the class needs
     every one of several parts it shows one of them (deleting any one is enough). Round ``r + 1``
-    solves the same problem (:func:`optimise_mask`, ``keep`` set) with every pixel of the
+    solves the same problem (:func:`optimise_mask` with ``keep``) with every pixel of the
     accepted rounds, binarised at ``binarize_at`` and grown by ``margin`` pixels, kept intact:
-    it finds the next-cheapest deletion elsewhere in the image. A round's mask is accepted when
-    deleting it alone (binarised) takes at least ``min_drop`` of the target's probability,
-    ``1 - f_c(Phi(x; 1[s_r > t])) / f_c(x) >= min_drop``; an image's rounds stop at its first
-    rejected one. Round 1 is exactly :func:`optimise_mask` (seed ``seed``); round ``r`` uses
-    seed ``seed + r``. ``kwargs`` are :func:`optimise_mask`'s.
+    it finds the next-cheapest deletion elsewhere in the image.
+
+    Round 1 is exactly :func:`optimise_mask` (seed ``seed``) and is always returned; rounds
+    ``2, 3, ...`` use seeds ``seed + 1, seed + 2, ...``. A round *counts* when its binarised mask
+    ``b_r = 1[s_r > t]`` is not empty and deleting it alone takes at least ``min_drop`` of the
+    target's probability, ``1 - f_c(Phi(x; b_r)) / f_c(x) >= min_drop``; a round that does not
+    count is left out of the union and ends that image's rounds (a round 1 that does not count
+    ends them at once). Each image's rounds depend on that image alone, so its mask does not
+    depend on the batch. ``kwargs`` are :func:`optimise_mask`'s (not ``keep``).
     """
     s = optimise_mask(model, x, target, phases, seed=seed, **kwargs)
     if rounds <= 1 or x.shape[0] == 0:
@@ -359,8 +366,10 @@ def successive_masks(
     target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
     stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
     kwargs.pop("stack", None)
+    if "keep" in kwargs:
+        raise TypeError("successive_masks sets keep itself")
     first = (s > binarize_at).float()
-    active = deletion_drop(model, x, target, first, stack) >= min_drop
+    active = (deletion_drop(model, x, target, first, stack) >= min_drop) & (first.flatten(1).sum(1) > 0)
     merged, kept = s.clone(), first
     for r in range(1, rounds):
         idx = torch.nonzero(active).flatten()

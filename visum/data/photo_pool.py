@@ -9,7 +9,7 @@ sample photos. ``benchmarks/photos/labels.tsv`` names each usable one and its Im
 
 The split is fixed by rule, before any photo is looked at through a model:
 
-* photos that earlier saliency defaults were tuned on (foolbox's 20, scikit-image's, scikit-learn's
+* photos that earlier saliency defaults were tuned on (foolbox's ImageNet samples, scikit-image's, scikit-learn's
   and matplotlib's samples: ``TUNED_ON``) are **dev**;
 * every other photo is dev or test by the parity of the first byte of
   ``sha256(source + "\\t" + path)``.
@@ -81,6 +81,8 @@ def read_labels(path: Path) -> list[PhotoEntry]:
         if not source.startswith(("deb:", "pip:")) or not 0 <= index < 1000 or sure not in ("yes", "likely"):
             raise InputError(f"{path}:{number}: source deb:/pip:, imagenet_index 0..999, sure yes|likely")
         entries.append(PhotoEntry(source, where, index, name, sure == "yes", cells[5] if len(cells) > 5 else ""))
+    if not entries:
+        raise InputError(f"{path}: no photo rows")
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -109,38 +111,59 @@ def rcc_files(data: bytes) -> dict[str, bytes]:
     """
     if data[:4] != b"qres" or len(data) < 20:
         raise ValueError("not a Qt resource bundle (no 'qres' header)")
-    version, tree, blobs, names = struct.unpack(">IIII", data[4:20])
+
+    def read(fmt: str, at: int) -> tuple:
+        end = at + struct.calcsize(fmt)
+        if at < 0 or end > len(data):
+            raise ValueError(f"truncated: a field at byte {at} ends past the end ({len(data)} bytes)")
+        return struct.unpack(fmt, data[at:end])
+
+    version, tree, blobs, names = read(">IIII", 4)
     if version not in (1, 2, 3):
         raise ValueError(f"Qt resource format version {version} is not supported")
     node_size = 14 if version == 1 else 22
+    n_nodes = max(0, (len(data) - tree) // node_size)
 
     def name_at(offset: int) -> str:
-        (length,) = struct.unpack(">H", data[names + offset : names + offset + 2])
+        (length,) = read(">H", names + offset)
         start = names + offset + 6
-        return data[start : start + 2 * length].decode("utf-16-be")
+        if start + 2 * length > len(data):
+            raise ValueError(f"truncated: a name at byte {names + offset} ends past the end")
+        try:
+            return data[start : start + 2 * length].decode("utf-16-be")
+        except UnicodeDecodeError:
+            raise ValueError(f"a name at byte {names + offset} is not UTF-16") from None
 
     out: dict[str, bytes] = {}
     stack = [(0, "")]
     seen = set()
     while stack:
         index, prefix = stack.pop()
-        if index in seen:
-            raise ValueError("the resource tree has a cycle")
+        if index in seen or index >= n_nodes:
+            raise ValueError(f"the resource tree is broken at node {index}")
         seen.add(index)
         at = tree + index * node_size
-        name_offset, flags = struct.unpack(">IH", data[at : at + 6])
+        name_offset, flags = read(">IH", at)
         path = prefix if index == 0 else f"{prefix}/{name_at(name_offset)}"
         if flags & 2:
-            count, first = struct.unpack(">II", data[at + 6 : at + 14])
+            count, first = read(">II", at + 6)
+            if first + count > n_nodes:
+                raise ValueError(f"{path or '/'}: {count} children from node {first}, past the tree's end")
             stack.extend((first + k, path) for k in range(count))
             continue
-        (offset,) = struct.unpack(">I", data[at + 10 : at + 14])
-        (size,) = struct.unpack(">I", data[blobs + offset : blobs + offset + 4])
-        blob = data[blobs + offset + 4 : blobs + offset + 4 + size]
+        (offset,) = read(">I", at + 10)
+        (size,) = read(">I", blobs + offset)
+        start = blobs + offset + 4
+        if start + size > len(data):
+            raise ValueError(f"{path}: truncated: {size} bytes from byte {start}, past the end")
+        blob = data[start : start + size]
         if flags & 4:
             raise ValueError(f"{path}: zstd-compressed resources are not supported")
         if flags & 1:
-            blob = zlib.decompress(blob[4:])
+            try:
+                blob = zlib.decompress(blob[4:])
+            except zlib.error as e:
+                raise ValueError(f"{path}: bad zlib data ({e})") from None
         out[path] = blob
     return out
 
@@ -185,9 +208,13 @@ def decode_photo(data: bytes, margin: float = 0.15) -> tuple[np.ndarray, np.ndar
     to a square with ``margin`` of its longer side on every side, so that a centre crop keeps
     the whole object; its mask is ``alpha >= 128``. Other photos are returned as they are.
     """
-    with Image.open(io.BytesIO(data)) as img:
+    try:
+        img = Image.open(io.BytesIO(data))
         img.load()
-        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"not an image PIL can read ({e})") from None
+    with img:
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
     if not has_alpha:
         return rgba[..., :3].copy(), None
