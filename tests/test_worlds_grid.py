@@ -43,3 +43,11 @@ def test_one_architecture_gives_one_means_row():
     grid = _grid()
     assert len(grid.means_rows("v", "", [_row("cnn", 1.0, 1.0, 1)])) == 1
     assert math.isnan(grid._mean([_row("cnn", "", 0.0, 0)], "purity"))
+
+
+def test_models_below_the_accuracy_bar_are_left_out_of_the_means():
+    grid = _grid()
+    rows = [_row("cnn", 1.0, 1.0, 1), _row("cnn", 0.0, 0.0, 0)]
+    rows[1]["val_accuracy"] = 0.6
+    assert _cells(grid.means_row("v", "", rows))[2:5] == ["2/2", "0.50", "0.50"]
+    assert _cells(grid.means_row("v", "", rows, min_accuracy=0.9))[2:5] == ["1/2", "1.00", "1.00"]
