@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-PAPER = {"rough_l1": 0.01, "rough_l2": 1e-4, "crisp_l2": 1.0, "crisp_score_blur": 0.0}
+PAPER = {"rough_l1": 0.01, "rough_l2": 1e-4, "crisp_l2": 1.0, "crisp_score_blur": 0.0, "rounds": 1}
 
 
 def photos(n: int, pool: Path | None = None, split: str = "dev", model: str = "efficientnet-lite0"):

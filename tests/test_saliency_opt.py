@@ -345,7 +345,8 @@ def test_crisp_defaults_and_the_papers_numbers():
     assert (rough.l1, rough.l2, rough.l3, rough.full_resolution) == (1.0, 1.0, 0.0, False)
     assert (crisp.l1, crisp.l2, crisp.l3, crisp.score_blur, crisp.full_resolution) == (0.01, 0.25, 2.0, 1.0, True)
     assert (rough.adam_beta2, crisp.adam_beta2) == (0.999, 0.9)
-    paper = CrispOptions(rough_l1=0.01, rough_l2=1e-4, crisp_l2=1.0, crisp_score_blur=0.0)
+    assert CrispOptions().rounds == 3  # three successive deletions, chosen on the dev worlds
+    paper = CrispOptions(rough_l1=0.01, rough_l2=1e-4, crisp_l2=1.0, crisp_score_blur=0.0, rounds=1)
     rough, crisp = Crisp(paper).schedule()
     assert (rough.iterations, rough.l1, rough.l2) == (300, 0.01, 1e-4)
     assert (crisp.iterations, crisp.l1, crisp.l2, crisp.l3, crisp.score_blur) == (150, 0.01, 1.0, 2.0, 0.0)
@@ -399,7 +400,7 @@ def test_keep_forbids_perturbing_the_kept_pixels(bright_toy):
 def test_one_round_shows_one_needed_part_successive_rounds_show_both():
     model, x, target = TwoPatchAnd().eval(), _two_patch_images(2), torch.ones(2, dtype=torch.int64)
     assert (_score_after(model, x, torch.zeros(2, 1, SIZE, SIZE)) > 0.99).all()
-    one = Crisp().explain(model, x, target)
+    one = Crisp(CrispOptions(rounds=1)).explain(model, x, target)
     two = Crisp(CrispOptions(rounds=2)).explain(model, x, target)
     for i in range(2):
         on_a, on_b = _mean_on(one[i], BOX), _mean_on(one[i], BOX_B)
@@ -435,4 +436,4 @@ def test_successive_rounds_of_an_image_do_not_depend_on_its_batch():
     alone = torch.cat([crisp.explain(model, x[i : i + 1], target[i : i + 1]) for i in range(2)])
     assert torch.allclose(batch, alone, atol=1e-5)
     assert _mean_on(batch[1], BOX) > 0.5 and _mean_on(batch[1], BOX_B) > 0.5
-    assert torch.allclose(batch[0], Crisp().explain(model, x[:1], target[:1]), atol=1e-5)
+    assert torch.allclose(batch[0], Crisp(CrispOptions(rounds=1)).explain(model, x[:1], target[:1]), atol=1e-5)

@@ -30,7 +30,7 @@ size forget the score's large early gradients within ~10 steps: once the target'
 saturated at 0, the binarisation penalty's small gradient then settles the grey pixels,
 which otherwise freeze where they are (:class:`visum.saliency_opt.Phase`). The result is
 >= 99 % binary on every one of foolbox's 20 photos. The paper's literal numbers are one
-``--opt`` away: ``rough_l1=0.01 rough_l2=0.0001 crisp_l2=1 crisp_score_blur=0``
+``--opt`` away: ``rough_l1=0.01 rough_l2=0.0001 crisp_l2=1 crisp_score_blur=0 rounds=1``
 (``crisp_adam_beta2`` is not in the paper, which does not give the optimiser's settings).
 
 ``rounds > 1`` (not in the paper; default 3, chosen on the dev worlds) repeats the optimisation with the earlier rounds' pixels
