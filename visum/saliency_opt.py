@@ -60,7 +60,6 @@ __all__ = [
     "image_seeds",
     "jitter_offsets",
     "optimise_mask",
-    "deletion_drop",
     "successive_masks",
 ]
 
@@ -319,17 +318,6 @@ def optimise_mask(
     return s.detach().to(torch.float32)
 
 
-@torch.no_grad()
-def deletion_drop(model, x: torch.Tensor, target: torch.Tensor, s: torch.Tensor, stack: BlurStack | None = None,
-                  *, sigma_max: float = SIGMA0, levels: int = 8) -> torch.Tensor:
-    """Relative drop of the target's probability when ``s`` is blurred: ``1 - f_c(Phi(x; s)) / f_c(x)``, ``[B]``."""
-    if stack is None:
-        stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
-    p0 = target_probability(model, x, target)
-    p = target_probability(model, perturb(stack, s), target)
-    return 1.0 - p / p0.clamp_min(1e-12)
-
-
 def successive_masks(
     model,
     x: torch.Tensor,
@@ -359,28 +347,39 @@ def successive_masks(
     ends them at once). Each image's rounds depend on that image alone, so its mask does not
     depend on the batch. ``kwargs`` are :func:`optimise_mask`'s (not ``keep``).
     """
-    s = optimise_mask(model, x, target, phases, seed=seed, **kwargs)
-    if rounds <= 1 or x.shape[0] == 0:
-        return s
-    sigma_max, levels = kwargs.get("sigma_max", SIGMA0), kwargs.get("levels", 8)
-    target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
-    stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
-    kwargs.pop("stack", None)
     if "keep" in kwargs:
         raise TypeError("successive_masks sets keep itself")
+    stack = kwargs.pop("stack", None)
+    if stack is None:  # built once: every round and every check below perturbs with it
+        stack = blur_stack(x.detach().float(), sigma_max=kwargs.get("sigma_max", SIGMA0), levels=kwargs.get("levels", 8))
+    s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, **kwargs)
+    if rounds <= 1 or x.shape[0] == 0:
+        return s
+    from visum.evaluate.deletion import relative_drop
+
+    target = torch.as_tensor(target, dtype=torch.int64, device=x.device).reshape(-1)
+    with torch.no_grad():
+        p_clean = target_probability(model, x, target).cpu().numpy()
+
+    def counts(idx: torch.Tensor, b: torch.Tensor, sub: BlurStack) -> torch.Tensor:
+        """Rounds whose binarised masks ``b`` (of images ``idx``) are not empty and delete >= ``min_drop``."""
+        with torch.no_grad():
+            p = target_probability(model, perturb(sub, b), target[idx]).cpu().numpy()
+        drop = torch.from_numpy(relative_drop(p_clean[idx.cpu().numpy()], p) >= min_drop).to(x.device)
+        return drop & (b.flatten(1).sum(1) > 0)
+
     first = (s > binarize_at).float()
-    active = (deletion_drop(model, x, target, first, stack) >= min_drop) & (first.flatten(1).sum(1) > 0)
+    active = counts(torch.arange(x.shape[0], device=x.device), first, stack)
     merged, kept = s.clone(), first
     for r in range(1, rounds):
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        grown = F.max_pool2d(kept[idx], 2 * margin + 1, stride=1, padding=margin) if margin else kept[idx]
-        s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, **kwargs)
-        b_r = (s_r > binarize_at).float()
         sub = BlurStack(levels=stack.levels[idx], sigmas=stack.sigmas)
-        ok = deletion_drop(model, x[idx], target[idx], b_r, sub) >= min_drop
-        ok = ok & (b_r.flatten(1).sum(1) > 0)
+        grown = F.max_pool2d(kept[idx], 2 * margin + 1, stride=1, padding=margin) if margin else kept[idx]
+        s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, stack=sub, **kwargs)
+        b_r = (s_r > binarize_at).float()
+        ok = counts(idx, b_r, sub)
         good = idx[ok]
         merged[good] = torch.maximum(merged[good], s_r[ok])
         kept[good] = torch.maximum(kept[good], b_r[ok])
