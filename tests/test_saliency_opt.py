@@ -17,7 +17,9 @@ from visum.saliency_opt import (
     jitter_offsets,
     low_resolution_size,
     optimise_mask,
+    segment_means,
     shift_masks,
+    superpixels,
     tv_penalty,
     upsample_mask,
     upsampling_matrix,
@@ -437,3 +439,118 @@ def test_successive_rounds_of_an_image_do_not_depend_on_its_batch():
     assert torch.allclose(batch, alone, atol=1e-5)
     assert _mean_on(batch[1], BOX) > 0.5 and _mean_on(batch[1], BOX_B) > 0.5
     assert torch.allclose(batch[0], Crisp(CrispOptions(rounds=1)).explain(model, x[:1], target[:1]), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- superpixel phase
+
+
+def test_segment_means_average_each_segment():
+    s = torch.tensor([[[[0.0, 1.0], [0.5, 0.5]]]])
+    labels = torch.tensor([[[0, 0], [1, 2]]])
+    theta = segment_means(s, labels, 4)
+    assert torch.allclose(theta, torch.tensor([[0.5, 0.5, 0.5, 0.0]]))
+
+
+def test_superpixels_are_connected_contiguous_and_per_image(bright_toy):
+    from scipy import ndimage
+
+    _, x, _ = bright_toy
+    labels = superpixels(x, 20)
+    assert labels.shape == (3, SIZE, SIZE) and labels.dtype == torch.int64
+    for image in labels.numpy():
+        assert sorted(np.unique(image)) == list(range(image.max() + 1))
+        for k in range(image.max() + 1):
+            assert ndimage.label(image == k)[1] == 1
+    assert torch.equal(superpixels(x[1:2], 20)[0], labels[1])
+
+
+def test_crisp_on_superpixels_is_binary_one_blob_on_the_patch(bright_toy):
+    """The mask is made of whole segments: it covers the square with the segments that touch it
+    (the inner one and the ring SLIC cuts along the smoothed edge) and no other, exactly binary, in one piece."""
+    from scipy import ndimage
+
+    model, x, target = bright_toy
+    s = Crisp(CrispOptions(crisp_segments=30, rounds=1)).explain(model, x, target)
+    labels = superpixels(x, 30)
+    truth = _box_mask()
+    for i in range(3):
+        chosen = s[i, 0].numpy() > 0.5
+        assert chosen[truth].mean() >= 0.95
+        touching = np.isin(labels[i].numpy(), np.unique(labels[i].numpy()[truth]))
+        assert not (chosen & ~touching).any()
+        assert _binariness(s[i]) >= 0.99
+        assert ndimage.label(s[i, 0].numpy() > 0.5)[1] == 1
+        for k in range(int(labels[i].max()) + 1):  # one value per segment
+            values = s[i, 0][labels[i] == k]
+            assert float(values.max() - values.min()) < 1e-6
+    assert (_score_after(model, x, s) < 0.5).all()
+
+
+def test_segment_phases_need_labels_and_come_before_pixels(toy):
+    model, x, target = toy
+    with pytest.raises(ValueError, match="needs segments"):
+        optimise_mask(model, x, target, [Phase(iterations=1, l1=0, l2=0, segments=True)])
+    labels = superpixels(x, 10)
+    with pytest.raises(ValueError, match="never back"):
+        optimise_mask(model, x, target, [Phase(iterations=1, l1=0, l2=0, full_resolution=True),
+                                         Phase(iterations=1, l1=0, l2=0, segments=True)], segments=labels)
+
+
+# --------------------------------------------------------------------------- stopping early
+
+STOPPING = dict(stop_tolerance=0.02, stop_patience=10)
+
+
+@pytest.mark.parametrize("cls, options", [(IEBB, IEBBOptions(**STOPPING)), (Crisp, CrispOptions(rounds=2, **STOPPING))],
+                         ids=["iebb", "crisp"])
+def test_stopping_early_skips_steps_and_does_not_depend_on_the_batch(cls, options, toy):
+    model, x, target = toy
+    method = cls(options)
+    whole = method.explain(model, x, target)
+    steps = method.steps_.clone()
+    full = cls(options.model_copy(update={"stop_tolerance": 0.0}))
+    reference = full.explain(model, x, target)
+    assert (steps <= full.steps_).all() and steps.sum() < full.steps_.sum()
+    assert len(set(steps.tolist())) > 1  # images settled at different steps: the batch shrank mid-phase
+    for i in range(3):
+        alone = method.explain(model, x[i : i + 1], target[i : i + 1])
+        assert torch.allclose(whole[i : i + 1], alone, atol=1e-4)
+        assert int(method.steps_[0]) == int(steps[i])
+    # a settled mask is close to the one the whole schedule reaches, and deletes the class as well
+    moved = (whole - reference).abs().flatten(1).sum(1) / reference.flatten(1).sum(1)
+    assert (moved < 0.15).all()
+    assert (_score_after(model, x, whole) <= _score_after(model, x, reference) + 0.05).all()
+
+
+def test_stopping_with_two_grid_phases_does_not_depend_on_the_batch(toy):
+    """Two phases on the same grid: with stopping, the second starts a new Adam, so an image that
+    settled early in the first does not inherit the batch's step count."""
+    model, x, target = toy
+    phases = [Phase(iterations=100, l1=1e-4, l2=1e-2), Phase(iterations=60, l1=1e-3, l2=1e-2)]
+    first: dict = {}
+    optimise_mask(model, x, target, phases[:1], stop_tolerance=0.1, stop_patience=10, stats=first)
+    assert len(set(first["steps"].tolist())) > 1 and (first["steps"] < 100).all()  # they settle apart in phase 1
+    whole = optimise_mask(model, x, target, phases, stop_tolerance=0.1, stop_patience=10)
+    for i in range(3):
+        alone = optimise_mask(model, x[i : i + 1], target[i : i + 1], phases, stop_tolerance=0.1, stop_patience=10)
+        assert torch.allclose(whole[i : i + 1], alone, atol=1e-4)
+
+
+def test_crisp_on_superpixels_with_rounds_does_not_depend_on_the_batch(bright_toy):
+    model, x, target = bright_toy
+    x = x.clone()
+    x[1] = torch.flip(x[1], dims=[2])  # another layout: another number of segments
+    method = Crisp(CrispOptions(crisp_segments=30, rounds=2, rough_iterations=60, crisp_iterations=30))
+    whole = method.explain(model, x, target)
+    assert whole.amax() > 0.5
+    for i in range(3):
+        alone = method.explain(model, x[i : i + 1], target[i : i + 1])
+        assert torch.allclose(whole[i : i + 1], alone, atol=1e-4)
+
+
+def test_empty_batches_with_segments_and_stopping():
+    model = TinyCNN().eval()
+    x = _noise_images(1)[:0, :, :16, :16]
+    for method in (IEBB(IEBBOptions(stop_tolerance=0.1)), Crisp(CrispOptions(crisp_segments=10, stop_tolerance=0.1))):
+        assert method.explain(model, x, torch.zeros(0, dtype=torch.int64)).shape == (0, 1, 16, 16)
+        assert method.steps_.shape == (0,)

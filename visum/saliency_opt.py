@@ -25,7 +25,11 @@ A phase parameterises the mask either at low resolution, Fong & Vedaldi's defenc
 adversarial masks (a ``ceil(H / d) x ceil(W / d)`` grid, ``d = 8``: 28 x 28 for 224 x 224,
 blurred by ``g_{sigma_m / d}`` and upsampled bilinearly to ``H x W``), or at full resolution
 (``s`` itself, optionally blurred by ``Phase.blur``), which a crisp mask needs: a bilinear
-``d``-fold upsampling can only make ramps ``d`` pixels wide. Each step perturbs with a randomly *jittered* mask
+``d``-fold upsampling can only make ramps ``d`` pixels wide; or on *segments* (superpixels,
+one value per segment, ``s(u) = theta_{l(u)}`` for the segment ``l(u)`` of pixel ``u``): a
+binary ``theta`` gives a binary mask whose edges follow the image's, in as many pieces as
+there are groups of touching chosen segments. Phases move forward through grid, segments,
+pixels, each starting from the previous phase's mask (its mean over a segment). Each step perturbs with a randomly *jittered* mask
 (shifted by up to ``jitter`` pixels, borders replicated) so that the mask cannot exploit
 pixel-exact alignments; the penalties see the unshifted mask.
 
@@ -58,6 +62,8 @@ __all__ = [
     "upsampling_matrix",
     "shift_masks",
     "image_seeds",
+    "segment_means",
+    "superpixels",
     "jitter_offsets",
     "optimise_mask",
     "successive_masks",
@@ -70,7 +76,8 @@ class Phase:
 
     ``l1`` area, ``l2`` total variation with exponent ``beta``, ``l3`` binarisation (see the
     module docstring); ``full_resolution`` optimises ``s`` pixel by pixel instead of the
-    blurred, upsampled low-resolution grid; ``jitter`` is the largest random shift (pixels)
+    blurred, upsampled low-resolution grid; ``segments`` optimises one value per segment of
+    :func:`optimise_mask`'s ``segments`` (not with ``full_resolution``); ``jitter`` is the largest random shift (pixels)
     of the mask at each step, ``None`` for :func:`optimise_mask`'s ``jitter``; ``blur`` (full
     resolution only) is a Gaussian blur in pixels applied to the parameters to make ``s``, so
     that pixel-level speckle turns into grey that the binarisation penalty charges for;
@@ -95,6 +102,7 @@ class Phase:
     beta: float = 3.0
     l3: float = 0.0
     full_resolution: bool = False
+    segments: bool = False
     jitter: int | None = None
     blur: float = 0.0
     score_blur: float = 0.0
@@ -204,6 +212,43 @@ def jitter_offsets(x: torch.Tensor, seed: int, iterations: int, max_shift: int, 
     return out
 
 
+def segment_means(s: torch.Tensor, segments: torch.Tensor, count: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``theta [B, count]``: the mean of ``s [B, 1, H, W]`` over each segment of ``segments [B, H, W]``
+    (labels ``0 .. count - 1``; a label an image does not use gets 0), weighted by ``weight
+    [B, 1, H, W]`` if given (0 leaves a pixel out; a segment with no weight gets 0)."""
+    flat = segments.reshape(segments.shape[0], -1)
+    w = torch.ones_like(s) if weight is None else weight.to(s).expand_as(s)
+    sums = torch.zeros(s.shape[0], count, dtype=s.dtype, device=s.device)
+    sums.scatter_add_(1, flat, (s * w).reshape(s.shape[0], -1))
+    sizes = torch.zeros_like(sums).scatter_add_(1, flat, w.reshape(s.shape[0], -1))
+    return sums / sizes.clamp(min=1e-12)
+
+
+def superpixels(x: torch.Tensor, n_segments: int, compactness: float = 10.0, sigma: float = 1.0) -> torch.Tensor:
+    """``[B, H, W]`` int64 SLIC superpixels (Achanta et al. 2012, scikit-image) of each image of ``x [B, 3, H, W]``.
+
+    ``x`` may be normalised as a model's input: each channel is rescaled to ``[0, 1]`` per
+    image before SLIC's CIELAB conversion (a per-channel affine map, which undoes the
+    normalisation up to each channel's range), smoothed by ``g_sigma`` (without it, pixel
+    noise breaks segments into fragments that SLIC's connectivity step then merges into a
+    few large ones). Labels are ``0 .. K_b - 1``, each segment
+    connected; an image's segments do not depend on the rest of the batch.
+    """
+    import numpy as np
+    from skimage.segmentation import slic
+
+    out = []
+    if x.shape[0] == 0:
+        return torch.zeros((0, *x.shape[2:]), dtype=torch.int64)
+    for image in x.detach().float().cpu().numpy():
+        lo = image.min(axis=(1, 2), keepdims=True)
+        unit = (image - lo) / np.maximum(image.max(axis=(1, 2), keepdims=True) - lo, 1e-12)
+        labels = slic(unit.transpose(1, 2, 0), n_segments=n_segments, compactness=compactness, sigma=sigma,
+                      start_label=0, channel_axis=-1, enforce_connectivity=True)
+        out.append(np.unique(labels, return_inverse=True)[1].reshape(labels.shape))
+    return torch.from_numpy(np.stack(out)).to(torch.int64)
+
+
 def optimise_mask(
     model,
     x: torch.Tensor,
@@ -220,6 +265,10 @@ def optimise_mask(
     levels: int = 8,
     stack: BlurStack | None = None,
     keep: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
+    stop_tolerance: float = 0.0,
+    stop_patience: int = 25,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """Minimise ``E(s)`` (module docstring) through ``phases`` in order; returns ``s [B, 1, H, W]`` in ``[0, 1]``.
 
@@ -233,11 +282,23 @@ def optimise_mask(
     * ``sigma_max``, ``levels``: the blur stack of :mod:`visum.perturb` (or pass ``stack``);
     * ``keep [B, 1, H, W]`` in ``{0, 1}``: pixels the mask may not perturb (``s`` is multiplied
       by ``1 - keep`` before the penalties see it, and again after the score's blur and the
-      jitter, so the classifier never sees a kept pixel perturbed), or ``None``.
+      jitter, so the classifier never sees a kept pixel perturbed), or ``None``;
+    * ``segments [B, H, W]`` int64 labels ``0 .. K_b - 1`` (each image's superpixels), needed
+      by a phase with ``segments=True``;
+    * ``stop_tolerance`` > 0 stops each image's phase early once its mask has settled: every
+      ``stop_patience`` steps the mask ``s_t`` is compared with ``s_{t - patience}``, and the
+      image is done with the phase when ``sum_u |s_t(u) - s_{t-patience}(u)| <= stop_tolerance
+      * max(sum_u s_t(u), 1)`` (its mask moved less than that share of its own mass). A done
+      image leaves the batch: later steps of the phase run the network on the others only, so
+      the time saved is the steps skipped. The decision reads one image's mask only, so it
+      does not depend on the batch (for that, every phase then starts a new Adam). 0 runs
+      every step;
+    * ``stats``: if a dict, ``stats["steps"]`` receives ``[B]`` int64, the steps each image took.
 
-    A full-resolution phase starts from the previous phase's mask with a new Adam; a
-    low-resolution phase after another one keeps the parameters and Adam's moments (with the
-    new phase's ``adam_beta2``).
+    A phase that changes the parameterisation (grid, then segments, then pixels; never back)
+    starts from the previous phase's mask with a new Adam; a phase with the same
+    parameterisation as the one before keeps the parameters and Adam's moments (with the new
+    phase's ``adam_beta2``).
     The returned mask is detached, float32, on ``x``'s device.
     """
     if x.ndim != 4:
@@ -248,7 +309,14 @@ def optimise_mask(
         raise ValueError(f"target has {target.shape[0]} entries for a batch of {b}")
     if not phases:
         raise ValueError("at least one phase is needed")
+    if any(p.segments and p.full_resolution for p in phases):
+        raise ValueError("a phase is on segments or at full resolution, not both")
+    if any(p.segments for p in phases):
+        if segments is None or tuple(segments.shape) != (b, h, w):
+            raise ValueError(f"a phase on segments needs segments of shape {(b, h, w)}")
     if b == 0:
+        if stats is not None:
+            stats["steps"] = torch.zeros(0, dtype=torch.int64)
         return torch.zeros((0, 1, h, w), dtype=torch.float32, device=x.device)
     if stack is None:
         stack = blur_stack(x.detach().float(), sigma_max=sigma_max, levels=levels)
@@ -269,40 +337,76 @@ def optimise_mask(
 
     allowed = None if keep is None else (1.0 - keep.to(device=x.device, dtype=torch.float32)).expand(b, 1, h, w)
 
-    def to_mask(param: torch.Tensor, full: bool, blur: float = 0.0) -> torch.Tensor:
-        s = blurred(param, blur) if full else a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / d)
+    labels = None if segments is None else segments.to(device=x.device, dtype=torch.int64).reshape(b, -1)
+    count = 0 if labels is None else int(labels.max()) + 1
+    GRID, SEGMENTS, PIXELS = 0, 1, 2  # parameterisations, in the only order phases may take them
+
+    def mode_of(phase: Phase) -> int:
+        return SEGMENTS if phase.segments else PIXELS if phase.full_resolution else GRID
+
+    def to_mask(param: torch.Tensor, mode: int, blur: float = 0.0) -> torch.Tensor:
+        if mode == GRID:
+            s = a_h @ param @ a_w.T  # = upsample_mask(param, (h, w), mask_blur / d)
+        elif mode == SEGMENTS:
+            s = param.gather(1, labels).view(b, 1, h, w)
+        else:
+            s = blurred(param, blur)
         return s if allowed is None else s * allowed
 
     param: torch.Tensor | None = None
-    full = False
+    mode = GRID
     opt = None
+    steps_taken = torch.zeros(b, dtype=torch.int64)
     for number, phase in enumerate(phases):
         shift = jitter if phase.jitter is None else phase.jitter
         offsets = jitter_offsets(x, seed, phase.iterations, shift, stream=number)
         if param is None:
-            full = phase.full_resolution
-            shape = (b, 1, h, w) if full else (b, 1, *grid)
+            mode = mode_of(phase)
+            shape = {GRID: (b, 1, *grid), SEGMENTS: (b, count), PIXELS: (b, 1, h, w)}[mode]
             param = torch.full(shape, float(init), dtype=torch.float32, device=x.device, requires_grad=True)
             opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
-        elif phase.full_resolution != full:
-            if full:
-                raise ValueError("a low-resolution phase cannot follow a full-resolution one")
+        elif mode_of(phase) != mode:
+            if mode_of(phase) < mode:
+                raise ValueError("phases go from the grid to segments to pixels, never back")
             with torch.no_grad():
-                start = to_mask(param, False).clamp(0, 1)
-            full = True
+                start = to_mask(param, mode).clamp(0, 1)
+            mode = mode_of(phase)
+            start = segment_means(start, labels, count, allowed) if mode == SEGMENTS else start  # kept pixels left out
             param = start.clone().requires_grad_(True)
+            opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+        elif stop_tolerance > 0:  # Adam's step count is the tensor's: an image done early must not carry it on
             opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
         else:
             opt.param_groups[0]["betas"] = (0.9, phase.adam_beta2)
+        live = torch.arange(b, device=x.device)  # images still optimising in this phase
+        live_stack, frozen, previous = stack, None, None
         for step in range(phase.iterations):
-            s = to_mask(param, full, phase.blur)
+            s = to_mask(param, mode, phase.blur)
+            if stop_tolerance > 0 and step and step % stop_patience == 0:
+                with torch.no_grad():
+                    now = s.detach()[live].flatten(1)
+                    moved = (now - previous).abs().sum(1)
+                    settled = moved <= stop_tolerance * now.sum(1).clamp(min=1.0)
+                    previous = now[~settled]
+                if settled.any():
+                    frozen = param.detach().clone() if frozen is None else frozen
+                    frozen[live[settled]] = param.detach()[live[settled]]
+                    live = live[~settled]
+                    if live.numel() == 0:
+                        break
+                    live_stack = BlurStack(levels=stack.levels[live], sigmas=stack.sigmas)
+            elif stop_tolerance > 0 and step == 0:
+                previous = s.detach().flatten(1).clone()
+            steps_taken[live.cpu()] += 1
+            if live.numel() < b:
+                s = s[live]
             seen = blurred(s, phase.score_blur)
-            s_shifted = shift_masks(seen, offsets[:, step], shift)
+            s_shifted = shift_masks(seen, offsets[live.cpu(), step], shift)
             if allowed is not None:  # the score's blur and the jitter must not reach into kept pixels either
-                s_shifted = s_shifted * allowed
+                s_shifted = s_shifted * allowed[live]
             # channels-last input: oneDNN's convolutions run ~30% faster on it (EfficientNet, CPU)
-            inp = perturb(stack, s_shifted).contiguous(memory_format=torch.channels_last)
-            score = target_probability(model, inp, target)
+            inp = perturb(live_stack, s_shifted).contiguous(memory_format=torch.channels_last)
+            score = target_probability(model, inp, target[live])
             energy = score + phase.l1 * area_penalty(s)
             if phase.l2:
                 energy = energy + phase.l2 * tv_penalty(s, phase.beta)
@@ -313,8 +417,14 @@ def optimise_mask(
             opt.step()
             with torch.no_grad():
                 param.clamp_(0.0, 1.0)
+                if frozen is not None:  # Adam's momentum moves done images too: put them back
+                    done = torch.ones(b, dtype=torch.bool, device=x.device)
+                    done[live] = False
+                    param[done] = frozen[done]
+    if stats is not None:
+        stats["steps"] = steps_taken
     with torch.no_grad():
-        s = to_mask(param, full, phases[-1].blur).clamp(0.0, 1.0)
+        s = to_mask(param, mode, phases[-1].blur).clamp(0.0, 1.0)
     return s.detach().to(torch.float32)
 
 
@@ -345,14 +455,21 @@ def successive_masks(
     target's probability, ``1 - f_c(Phi(x; b_r)) / f_c(x) >= min_drop``; a round that does not
     count is left out of the union and ends that image's rounds (a round 1 that does not count
     ends them at once). Each image's rounds depend on that image alone, so its mask does not
-    depend on the batch. ``kwargs`` are :func:`optimise_mask`'s (not ``keep``).
+    depend on the batch. ``kwargs`` are :func:`optimise_mask`'s (not ``keep``); ``stats["steps"]``
+    counts the steps of every round.
     """
     if "keep" in kwargs:
         raise TypeError("successive_masks sets keep itself")
     stack = kwargs.pop("stack", None)
     if stack is None:  # built once: every round and every check below perturbs with it
         stack = blur_stack(x.detach().float(), sigma_max=kwargs.get("sigma_max", SIGMA0), levels=kwargs.get("levels", 8))
-    s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, **kwargs)
+    segments = kwargs.pop("segments", None)
+    stats = kwargs.pop("stats", None)
+    round_stats: dict = {}
+    s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, segments=segments, stats=round_stats, **kwargs)
+    steps = round_stats.get("steps", torch.zeros(x.shape[0], dtype=torch.int64)).clone()
+    if stats is not None:
+        stats["steps"] = steps
     if rounds <= 1 or x.shape[0] == 0:
         return s
     from visum.evaluate.deletion import relative_drop
@@ -377,7 +494,9 @@ def successive_masks(
             break
         sub = BlurStack(levels=stack.levels[idx], sigmas=stack.sigmas)
         grown = F.max_pool2d(kept[idx], 2 * margin + 1, stride=1, padding=margin) if margin else kept[idx]
-        s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, stack=sub, **kwargs)
+        s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, stack=sub,
+                            segments=None if segments is None else segments[idx], stats=round_stats, **kwargs)
+        steps[idx.cpu()] += round_stats["steps"]
         b_r = (s_r > binarize_at).float()
         ok = counts(idx, b_r, sub)
         good = idx[ok]

@@ -48,7 +48,7 @@ import torch
 from pydantic import Field
 
 from visum import Component, hookimpl
-from visum.saliency_opt import Phase, successive_masks
+from visum.saliency_opt import Phase, successive_masks, superpixels
 from visum_plugins.saliency.iebb import MaskOptimisationOptions
 
 __all__ = ["CrispOptions", "Crisp", "register_saliency_methods"]
@@ -126,6 +126,17 @@ class CrispOptions(MaskOptimisationOptions):
     round_margin: int = Field(
         default=2, ge=0, description="Pixels by which the earlier rounds' masks are grown before they are kept intact."
     )
+    crisp_segments: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "> 0: the crisp phase optimises one value per SLIC superpixel (about this many per image) instead "
+            "of per pixel, so the mask's edges follow the image's and it comes in few pieces; 0 = per pixel."
+        ),
+    )
+    segment_compactness: float = Field(
+        default=10.0, gt=0.0, description="SLIC's compactness for crisp_segments (larger: squarer superpixels)."
+    )
     crisp_full_resolution: bool = Field(
         default=True,
         description=(
@@ -156,10 +167,11 @@ class Crisp(Component):
                     l2=o.crisp_l2,
                     beta=o.beta,
                     l3=o.crisp_l3,
-                    full_resolution=o.crisp_full_resolution,
+                    full_resolution=o.crisp_full_resolution and not o.crisp_segments,
+                    segments=bool(o.crisp_segments),
                     jitter=o.crisp_jitter,
-                    blur=o.crisp_mask_blur if o.crisp_full_resolution else 0.0,
-                    score_blur=o.crisp_score_blur if o.crisp_full_resolution else 0.0,
+                    blur=o.crisp_mask_blur if o.crisp_full_resolution and not o.crisp_segments else 0.0,
+                    score_blur=o.crisp_score_blur if o.crisp_full_resolution or o.crisp_segments else 0.0,
                     adam_beta2=o.crisp_adam_beta2,
                 )
             )
@@ -168,8 +180,13 @@ class Crisp(Component):
     def explain(self, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1]."""
         o = self.options
-        return successive_masks(model, x, target, self.schedule(), rounds=o.rounds, min_drop=o.round_min_drop,
-                                margin=o.round_margin, binarize_at=self.binarize_at, **o.shared())
+        segments = superpixels(x, o.crisp_segments, o.segment_compactness) if o.crisp_segments else None
+        stats: dict = {}
+        s = successive_masks(model, x, target, self.schedule(), rounds=o.rounds, min_drop=o.round_min_drop,
+                             margin=o.round_margin, binarize_at=self.binarize_at, segments=segments, stats=stats,
+                             **o.shared())
+        self.steps_ = stats["steps"]  # [B] steps each image took, every round
+        return s
 
 
 @hookimpl

@@ -77,6 +77,16 @@ class MaskOptimisationOptions(Options):
         description="Pre-blurred levels interpolated by the perturbation; 8 changes the softmax score by ~0.001 on average.",
     )
 
+    stop_tolerance: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "> 0: an image leaves a phase once its mask moved less than this share of its own mass in "
+            "stop_patience steps (visum.saliency_opt.optimise_mask); fewer steps, less time. 0 = every step."
+        ),
+    )
+    stop_patience: int = Field(default=25, ge=1, description="Steps between two looks at whether a mask has settled.")
+
     def shared(self) -> dict:
         """Keyword arguments of :func:`visum.saliency_opt.optimise_mask` common to every method."""
         return dict(
@@ -88,6 +98,8 @@ class MaskOptimisationOptions(Options):
             seed=self.seed,
             sigma_max=self.blur_sigma,
             levels=self.blur_levels,
+            stop_tolerance=self.stop_tolerance,
+            stop_patience=self.stop_patience,
         )
 
 
@@ -126,7 +138,10 @@ class IEBB(Component):
 
     def explain(self, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1]."""
-        return optimise_mask(model, x, target, self.schedule(), **self.options.shared())
+        stats: dict = {}
+        s = optimise_mask(model, x, target, self.schedule(), stats=stats, **self.options.shared())
+        self.steps_ = stats["steps"]  # [B] steps each image took (fewer than the schedule's with stop_tolerance)
+        return s
 
 
 @hookimpl
