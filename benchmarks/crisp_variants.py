@@ -10,8 +10,9 @@ label; without it, the first ``--n`` of foolbox's 20 ImageNet validation photos 
 --no-deps foolbox``), target = the label in the file name. Choose on ``--split dev``; report on
 ``test``. For each variant (crisp plugin options as JSON; ``{}`` = visum's defaults): share of
 binary pixels (within 0.05 of 0 or 1), area (s > 0.5), connected components of s > 0.5 (median
-and quartiles), relative drop of the target's probability under Phi(x; s), iebb's drop, and
-the drop of iebb's mask thresholded per image to the same area (iebb-thresh).
+and quartiles), relative drop of the target's probability under Phi(x; s) and under Phi(x; 1[s > 0.5])
+(the mask the regions stage reads), iebb's drop, the drop of iebb's mask thresholded per image
+to the same area (iebb-thresh), seconds and network steps per photo.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,7 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--variant", action="append", default=[], help="NAME=JSON options of the crisp plugin")
+    ap.add_argument("--save", type=Path, default=None, help="folder for each variant's masks (NAME.npy, [N, H, W])")
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant) or {"paper": json.dumps(PAPER), "default": "{}"}
 
@@ -77,29 +80,55 @@ def main() -> None:
     t = torch.tensor([label for _, label in chosen])
     catalogue = get_catalogue()
 
+    steps: list[int] = []  # network steps per photo of the last masks() call
+
     def masks(method: str, options: dict) -> torch.Tensor:
         comp = catalogue.create("saliency", method, options)
-        return torch.cat([comp.explain(model.module, x[i : i + args.batch], t[i : i + args.batch])
-                          for i in range(0, len(paths), args.batch)])
+        out = []
+        steps.clear()
+        for i in range(0, len(paths), args.batch):
+            out.append(comp.explain(model.module, x[i : i + args.batch], t[i : i + args.batch]))
+            steps.extend(int(n) for n in comp.steps_)
+        return torch.cat(out)
 
-    iebb_s = masks("iebb", {})
+    listing = {"model": args.model, "photos": [[str(p), int(label)] for p, label in chosen]}
+    saved_iebb = None
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        same = (args.save / "photos.json").exists() and json.loads((args.save / "photos.json").read_text()) == listing
+        if same and (args.save / "iebb.npy").exists():  # iebb's masks of exactly these photos and model
+            saved_iebb = np.load(args.save / "iebb.npy").astype(np.float32)
+            if saved_iebb.shape != (len(paths), *x.shape[2:]):
+                saved_iebb = None
+        (args.save / "photos.json").write_text(json.dumps(listing))
+    started = time.perf_counter()
+    iebb_s = torch.from_numpy(saved_iebb)[:, None] if saved_iebb is not None else masks("iebb", {})
+    iebb_seconds = (time.perf_counter() - started) / len(paths)
+    if args.save and saved_iebb is None:
+        np.save(args.save / "iebb.npy", iebb_s.numpy()[:, 0].astype(np.float32))
     iebb = iebb_s.numpy()[:, 0]
     where = f"{args.pool} {args.split}" if args.pool else "foolbox"
-    print(f"{len(paths)} photos ({where}), {args.model}; iebb's drop {drops(model.module, x, t, iebb_s).mean():.3f}\n")
+    print(f"{len(paths)} photos ({where}), {args.model}; iebb's drop {drops(model.module, x, t, iebb_s).mean():.3f}, "
+          f"{iebb_seconds:.1f} s/photo{' (saved masks)' if saved_iebb is not None else ''}\n")
     print("| variant | binary pixels mean (min) | >= 99 % | area s > 0.5 | components median (quartiles) | drop "
-          "| iebb-thresh drop |")
-    print("|---|---|---|---|---|---|---|", flush=True)
+          "| drop of s > 0.5 | iebb-thresh drop | s/photo | steps/photo |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name, text in variants.items():
+        started = time.perf_counter()
         s = masks("crisp", json.loads(text))
+        seconds = (time.perf_counter() - started) / len(paths)
+        if args.save:
+            np.save(args.save / f"{name}.npy", s.numpy()[:, 0].astype(np.float16))
         sn = s.numpy()[:, 0]
         binary = ((sn <= 0.05) | (sn >= 0.95)).mean((1, 2))
         area = (sn > 0.5).mean((1, 2))
         components = [ndimage.label(a > 0.5)[1] for a in sn]
         thresh = np.stack([threshold_to_area(iebb[i], float(sn[i].mean())) for i in range(len(sn))])
         d, dt = drops(model.module, x, t, s), drops(model.module, x, t, torch.from_numpy(thresh)[:, None].float())
+        db = drops(model.module, x, t, (s > 0.5).float())  # the mask the regions stage reads
         print(f"| {name} | {100 * binary.mean():.2f} % ({100 * binary.min():.1f} %) | {(binary >= 0.99).sum()}/{len(sn)} "
               f"| {100 * area.mean():.1f} % | {np.median(components):.0f} ({np.percentile(components, 25):.0f}-"
-              f"{np.percentile(components, 75):.0f}) | {d.mean():.3f} | {dt.mean():.3f} |", flush=True)
+              f"{np.percentile(components, 75):.0f}) | {d.mean():.3f} | {db.mean():.3f} | {dt.mean():.3f} | {seconds:.1f} | {np.mean(steps):.0f} |", flush=True)
 
 
 if __name__ == "__main__":

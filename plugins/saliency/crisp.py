@@ -38,6 +38,10 @@ kept intact and returns the union (:func:`visum.saliency_opt.successive_masks`):
 mask is the *smallest* deletion that removes the class, so where the class needs each of
 several parts it shows only the cheapest one.
 
+``crisp_segments = N`` (not in the paper) optimises the crisp phase on about N SLIC superpixels
+instead of pixels (:func:`visum.saliency_opt.superpixels`): masks in a few pieces that follow
+the image's edges, but greyer; measured on the pool's dev photos in ``docs/saliency.md``.
+
 Read the mask as ``s > 0.5``: :attr:`Crisp.binarize_at` tells the regions stage to cut there,
 unsmoothed (Otsu after a sigma = 2 blur picks 0.15-0.42 on these masks, not 0.5).
 """
