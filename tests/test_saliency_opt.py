@@ -503,7 +503,8 @@ def test_segment_phases_need_labels_and_come_before_pixels(toy):
 STOPPING = dict(stop_tolerance=0.02, stop_patience=10)
 
 
-@pytest.mark.parametrize("cls, options", [(IEBB, IEBBOptions(**STOPPING)), (Crisp, CrispOptions(rounds=2, **STOPPING))],
+@pytest.mark.parametrize("cls, options", [(IEBB, IEBBOptions(iterations=150, **STOPPING)),
+                                          (Crisp, CrispOptions(rounds=2, rough_iterations=150, crisp_iterations=75, **STOPPING))],
                          ids=["iebb", "crisp"])
 def test_stopping_early_skips_steps_and_does_not_depend_on_the_batch(cls, options, toy):
     model, x, target = toy
