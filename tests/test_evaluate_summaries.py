@@ -271,7 +271,9 @@ def test_runs_without_ground_truth_are_refused_in_one_line(tmp_path, capsys, par
 def test_ground_truth_of_generated_benchmark_is_found_in_the_run_folder(tmp_path):
     """`visum run` without --images writes the benchmark into RUN_DIR/images with its ground truth."""
     out = tmp_path / "run"
-    assert main(["run", "--out", str(out), "--quiet", "--benchmark-images", "4", "--workers", "1"]) == 0
+    # a short crisp schedule: the test is about where the ground truth goes, not the masks
+    short = ["--opt", "saliency.rounds=1", "--opt", "saliency.rough_iterations=60", "--opt", "saliency.crisp_iterations=30"]
+    assert main(["run", "--out", str(out), "--quiet", "--benchmark-images", "4", "--workers", "1", *short]) == 0
     assert (out / "images" / "ground_truth" / "ground_truth.json").is_file()
     s = evaluate_run(out, draws=10)
     assert s.parts_present == PARTS
