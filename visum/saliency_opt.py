@@ -29,7 +29,8 @@ blurred by ``g_{sigma_m / d}`` and upsampled bilinearly to ``H x W``), or at ful
 one value per segment, ``s(u) = theta_{l(u)}`` for the segment ``l(u)`` of pixel ``u``): a
 binary ``theta`` gives a binary mask whose edges follow the image's, in as many pieces as
 there are groups of touching chosen segments. Phases move forward through grid, segments,
-pixels, each starting from the previous phase's mask (its mean over a segment). Each step perturbs with a randomly *jittered* mask
+pixels, each starting from the previous phase's mask (its mean over a segment).
+Each step perturbs with a randomly *jittered* mask
 (shifted by up to ``jitter`` pixels, borders replicated) so that the mask cannot exploit
 pixel-exact alignments; the penalties see the unshifted mask.
 
@@ -237,9 +238,9 @@ def superpixels(x: torch.Tensor, n_segments: int, compactness: float = 10.0, sig
     import numpy as np
     from skimage.segmentation import slic
 
-    out = []
     if x.shape[0] == 0:
         return torch.zeros((0, *x.shape[2:]), dtype=torch.int64)
+    out = []
     for image in x.detach().float().cpu().numpy():
         lo = image.min(axis=(1, 2), keepdims=True)
         unit = (image - lo) / np.maximum(image.max(axis=(1, 2), keepdims=True) - lo, 1e-12)
@@ -467,7 +468,7 @@ def successive_masks(
     stats = kwargs.pop("stats", None)
     round_stats: dict = {}
     s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, segments=segments, stats=round_stats, **kwargs)
-    steps = round_stats.get("steps", torch.zeros(x.shape[0], dtype=torch.int64)).clone()
+    steps = round_stats["steps"].clone()
     if stats is not None:
         stats["steps"] = steps
     if rounds <= 1 or x.shape[0] == 0:
