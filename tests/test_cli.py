@@ -365,7 +365,7 @@ def test_a_run_whose_every_summary_fails_the_reliance_filter_says_why(parts_fold
     code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--images", parts_folder, "--config", cfg,
                            "--out", out, "--quiet")
     assert code == 0, err
-    assert re.search(r"visum: warning: no summary kept: the SSIM check kept [1-9]\d*, but blurring", err)
+    assert re.search(r"visum: warning: no summary kept: the SSIM check kept [1-9]\d*, but removing any one of them \(blur\)", err)
     manifest = load_manifest(out)
     assert [w.code for w in manifest.warnings] == ["nothing-relied-on"] and not any(s.kept for s in manifest.summaries)
     assert "min_reliance = -inf" in (out / "report.html").read_text()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from visum.summary_reliance import blur_boxes, box_masks, member_drops, ratio_of_sums
+from visum.summary_reliance import REMOVALS, blur_boxes, box_masks, fill_boxes, member_drops, ratio_of_sums, remove_boxes
 
 
 class PatchDetector(torch.nn.Module):
@@ -27,13 +27,34 @@ def test_box_masks_and_blur_touch_only_the_box():
     assert torch.equal(y[outside], x[outside]) and not torch.equal(y, x)
 
 
-def test_blurring_the_used_patch_drops_the_score_and_elsewhere_does_not():
+def test_fill_paints_the_box_with_the_mean_of_the_ring_around_it():
+    x = torch.zeros(2, 3, 12, 12)
+    x[:, 0] = 1.0  # red everywhere ...
+    x[:, :, 4:8, 4:8] = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1)  # ... but a blue square
+    x[1, :, :, 9:] = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1)  # image 1: a green band at the right
+    boxes = np.array([[4, 4, 8, 8], [4, 4, 8, 8]])
+    y = fill_boxes(x, boxes, ring=1)
+    assert torch.allclose(y[0, :, 4:8, 4:8], torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1))  # the square is gone
+    assert torch.allclose(y[1, :, 4:8, 4:8], torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1))  # the band is 1 px off
+    wide = fill_boxes(x, boxes, ring=2)  # a 2 px ring reaches column 9, where the band starts
+    assert wide[1, 1, 5, 5] > 0 and torch.allclose(wide[0], y[0])
+    outside = (1 - box_masks(boxes, 12, 12)).bool().expand_as(x)
+    assert torch.equal(y[outside], x[outside])
+    whole = fill_boxes(x[:1], np.array([[0, 0, 12, 12]]))  # no ring left: the image's mean
+    assert torch.allclose(whole[0, :, 0, 0], x[0].mean(dim=(1, 2)))
+    assert REMOVALS == ("blur", "fill")
+    with pytest.raises(ValueError, match="unknown removal"):
+        remove_boxes(x, boxes, "erase")
+
+
+@pytest.mark.parametrize("removal", REMOVALS)
+def test_removing_the_used_patch_drops_the_score_and_elsewhere_does_not(removal):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
     on = np.array([[8, 8, 16, 16]] * 4)
     off = np.array([[20, 20, 30, 30]] * 4)
-    p, q_on = member_drops(PatchDetector(), x, on, [1] * 4, batch_size=3)
-    p2, q_off = member_drops(PatchDetector(), x, off, [1] * 4)
+    p, q_on = member_drops(PatchDetector(), x, on, [1] * 4, batch_size=3, removal=removal)
+    p2, q_off = member_drops(PatchDetector(), x, off, [1] * 4, removal=removal)
     assert np.allclose(p, p2)
     assert ratio_of_sums(p, q_on) > 0.5
     assert ratio_of_sums(p, q_off) == pytest.approx(0.0, abs=1e-6)

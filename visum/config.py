@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from visum.components import KINDS
 from visum.errors import ConfigError
 
+#: how a summary member's box is removed to measure reliance (visum.summary_reliance)
+Removal = Literal["blur", "fill"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -82,9 +85,13 @@ class SummariesConfig(_Section):
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "
                                                                 "members of both clusters overlap.")
     min_reliance: float = Field(
-        0.2, description="A summary is discarded when blurring its members' parts takes less than this share of the "
+        0.2, description="A summary is discarded when removing its members' parts takes less than this share of the "
                          "target's probability (visum.summary_reliance): the model does not rely on it. 0.2 follows "
                          "the worlds benchmark's fixed 'relied on' convention; -inf keeps every scored summary.")
+    reliance_removal: Removal = Field(
+        "blur", description="How a member's part box is removed to measure reliance: 'blur' (the paper's Phi, sigma 10 "
+                            "px; keeps the box's mean colour) or 'fill' (the box painted with the mean colour of the "
+                            "pixels around it).")
     min_images: int = Field(3, ge=2, description="A cluster becomes a summary candidate only when its parts come from at least this many images.")
     one_per_region: bool = Field(True, description="Keep one member per image and salient region (the best matched "
                                                    "proposal); false keeps every proposal of the cluster.")

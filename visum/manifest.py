@@ -72,7 +72,7 @@ class MemberRecord(_Record):
     region: int = Field(description="RegionRecord.id within that image")
     part_bbox: Box = Field(description="The matched part (an object proposal), original image pixels.")
     score: float = Field(description="Mean similarity of this part to the other members of its cluster.")
-    drop: float | None = Field(default=None, description="Relative fall of the target's probability when this part's box is blurred (summaries that passed the scorer).")
+    drop: float | None = Field(default=None, description="Relative fall of the target's probability when this part's box is removed (summaries.reliance_removal; summaries that passed the scorer).")
 
 
 class SummaryRecord(_Record):
@@ -81,8 +81,9 @@ class SummaryRecord(_Record):
     quality: dict[str, float] = Field(default_factory=dict)
     reliance: float | None = Field(
         default=None,
-        description="How much the model relies on this summary: sum over members of (p - p_blurred) / sum of p, "
-                    "p the target's probability and p_blurred with the member's part blurred (summaries that passed "
+        description="How much the model relies on this summary: sum over members of (p - p_removed) / sum of p, "
+                    "p the target's probability and p_removed with the member's part box removed, by "
+                    "summaries.reliance_removal (blur or fill) (summaries that passed "
                     "the scorer; summaries are ordered by it; below summaries.min_reliance a summary is discarded).")
     image: str | None = Field(default=None, description="Summary PNG, relative to the run folder.")
     members: list[MemberRecord]

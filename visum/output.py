@@ -116,7 +116,7 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     """Masks, summary images, run.toml; returns the manifest and the pictures for the report.
 
     Kept summaries come first, the one the model relies on most first (``drops``: ``{cluster:
-    (p, p_blurred)}``, :mod:`visum.summary_reliance`), then by size.
+    (p, p_removed)}``, :mod:`visum.summary_reliance`), then by size.
     """
     from visum.report import member_tile, save_png, summary_grid
     from visum.summary_reliance import ratio_of_sums
@@ -138,7 +138,7 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     summaries, summary_pngs = [], {}
     for sid, c in enumerate(order):
         members, tiles = [], []
-        p_clean, p_blurred = drops.get(c, (None, None))
+        p_clean, p_removed = drops.get(c, (None, None))
         for j, (k, score) in enumerate(clusters[c]):
             node = nodes[k]
             im = by_id[node.image]
@@ -146,7 +146,7 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
             part_box = im.view.box_to_original(states[node.image].boxes[node.proposal])
             drop = None
             if p_clean is not None:
-                drop = round(float((p_clean[j] - p_blurred[j]) / max(p_clean[j], 1e-12)), 6)
+                drop = round(float((p_clean[j] - p_removed[j]) / max(p_clean[j], 1e-12)), 6)
             members.append(MemberRecord(image=node.image, region=node.region, part_bbox=part_box, score=round(score, 6),
                                         drop=drop))
             tiles.append(member_tile(im.original, region_box, part_box, tile=p.config.summaries.tile,

@@ -525,8 +525,9 @@ class Pipeline:
 
     def _reliance(self, model: LoadedModel, target: int, clusters, verdicts, nodes, by_id: dict[int, InputImage],
                   states) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """``{cluster index: (p [M], p_blurred [M])}`` for each kept cluster: the target's probability of each
-        member's view, and with the member's part box blurred (:mod:`visum.summary_reliance`)."""
+        """``{cluster index: (p [M], p_removed [M])}`` for each kept cluster: the target's probability of each
+        member's view, and with the member's part box removed by ``summaries.reliance_removal``
+        (:mod:`visum.summary_reliance`)."""
         from visum.summary_reliance import member_drops
 
         pre = model.preprocessing
@@ -540,7 +541,8 @@ class Pipeline:
                 batch = members[start : start + bs]
                 views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in batch]).to(self.config.device)
                 boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in batch])
-                pb, qb = member_drops(model.module, views, boxes, [target] * len(batch), bs)
+                pb, qb = member_drops(model.module, views, boxes, [target] * len(batch), bs,
+                                      self.config.summaries.reliance_removal)
                 p.append(pb)
                 q.append(qb)
             out[c] = (np.concatenate(p), np.concatenate(q))
@@ -561,7 +563,8 @@ class Pipeline:
             if r == r and r < least:
                 out[c] = replace(out[c], kept=False, quality={**out[c].quality, "not_relied_on": 1.0})
         if drops and not any(v.kept for v in out):  # say it: "0 kept" alone reads as "nothing found"
-            message = (f"no summary kept: the SSIM check kept {len(drops)}, but blurring any one of them takes less "
+            message = (f"no summary kept: the SSIM check kept {len(drops)}, but removing any one of them "
+                       f"({self.config.summaries.reliance_removal}) takes less "
                        f"than {least:g} of the target's probability (largest {max(reliances):.3f}); the model may "
                        f"spread its evidence over many parts. A --config file with [summaries] min_reliance = -inf "
                        f"keeps them, with their reliance in the report")
