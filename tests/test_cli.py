@@ -277,8 +277,9 @@ def test_killed_masks_command_recomputes_only_the_missing_masks(parts_folder, tm
     import visum_plugins.saliency.iebb as iebb
 
     cache, out = tmp_path / "cache", tmp_path / "m"
-    args = ["masks", "--saliency", "iebb", "--images", str(parts_folder), "--out", str(out),
-            "--cache-dir", str(cache), "--batch-size", "1", "--quiet"]
+    # a short schedule: this checks what the cache keeps across a kill, not the masks
+    args = ["masks", "--saliency", "iebb", "--opt", "saliency.iterations=100", "--images", str(parts_folder),
+            "--out", str(out), "--cache-dir", str(cache), "--batch-size", "1", "--quiet"]
 
     def cached() -> int:
         # finished entries only: a write killed mid-way leaves a `.tmp-*` file, never a `<key>.pkl`
