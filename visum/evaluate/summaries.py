@@ -193,18 +193,32 @@ def random_images_mean(image_tags: Sequence[np.ndarray], sizes: Sequence[int], d
     sizes = [int(n) for n in sizes if 2 <= int(n) <= len(units)]
     if not sizes or draws < 1:
         return float("nan")
-    totals = []
-    for _ in range(draws):
-        means = []
-        for n in sizes:
-            if n <= m:
-                chosen = rng.choice(m, size=n, replace=False)
-                rows = np.stack([pools[j][rng.integers(len(pools[j]))] for j in chosen])
-            else:
-                rows = units[rng.choice(len(units), size=n, replace=False)]
-            means.append(_mean_pairs(jaccard_distances(rows), np.arange(n)))
-        totals.append(np.mean(means))
-    return float(np.mean(totals))
+    counts = np.array([len(t) for t in pools])
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.zeros((draws, len(sizes)))
+    for k, n in enumerate(sizes):  # every draw of one size at once: [draws, n] rows of ``units``
+        if n <= m:  # n distinct images (a random permutation's first n), one random row of each
+            chosen = np.argsort(rng.random((draws, m)), axis=1)[:, :n]
+            rows = offsets[chosen] + (rng.random((draws, n)) * counts[chosen]).astype(np.int64)
+        else:  # n distinct (image, region) units
+            rows = np.argsort(rng.random((draws, len(units))), axis=1)[:, :n]
+        step = max(1, 4_000_000 // (n * n))  # at most ~32 MB of pairwise distances at a time
+        for start in range(0, draws, step):
+            means[start : start + step, k] = _mean_pairs_batched(units[rows[start : start + step]])
+    return float(means.mean())
+
+
+def _mean_pairs_batched(tags: np.ndarray) -> np.ndarray:
+    """``[D]`` mean pairwise Jaccard distance inside each of ``D`` groups of tag rows ``tags [D, n, T]``
+    (:func:`jaccard_distances` on every group at once)."""
+    t = tags.astype(np.float64)
+    inter = t @ t.transpose(0, 2, 1)
+    size = t.sum(axis=2)
+    union = size[:, :, None] + size[:, None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(union > 0, 1.0 - inter / np.where(union > 0, union, 1.0), 0.0)
+    i, j = np.triu_indices(tags.shape[1], k=1)
+    return d[:, i, j].mean(axis=1)
 
 
 def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
