@@ -53,8 +53,8 @@ def test_removing_the_used_patch_drops_the_score_and_elsewhere_does_not(removal)
     x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
     on = np.array([[8, 8, 16, 16]] * 4)
     off = np.array([[20, 20, 30, 30]] * 4)
-    p, q_on = member_drops(PatchDetector(), x, on, [1] * 4, batch_size=3, removal=removal)
-    p2, q_off = member_drops(PatchDetector(), x, off, [1] * 4, removal=removal)
+    p, q_on = member_drops(PatchDetector(), x, np.arange(4), on, 1, batch_size=3, removal=removal)
+    p2, q_off = member_drops(PatchDetector(), x, np.arange(4), off, 1, removal=removal)
     assert np.allclose(p, p2)
     assert ratio_of_sums(p, q_on) > 0.5
     assert ratio_of_sums(p, q_off) == pytest.approx(0.0, abs=1e-6)

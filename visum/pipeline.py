@@ -531,22 +531,24 @@ class Pipeline:
         from visum.summary_reliance import member_drops
 
         pre = model.preprocessing
+        entries = [(c, nodes[k].image, states[nodes[k].image].boxes[nodes[k].proposal])
+                   for c, members in enumerate(clusters) if verdicts[c].kept for k, _ in members]
+        images = sorted({image for _, image, _ in entries})
+        p = np.zeros(len(entries))
+        q = np.zeros(len(entries))
+        chunk = max(1, self.config.batch_size)
+        for start in range(0, len(images), chunk):  # the views of one chunk of images in memory at a time
+            ids = images[start : start + chunk]
+            where = {image: n for n, image in enumerate(ids)}
+            rows = [r for r, (_, image, _) in enumerate(entries) if image in where]
+            views = pre.to_tensor([by_id[i].view.pixels for i in ids]).to(self.config.device)
+            p[rows], q[rows] = member_drops(model.module, views, [where[entries[r][1]] for r in rows],
+                                            np.stack([entries[r][2] for r in rows]), target, chunk,
+                                            self.config.summaries.reliance_removal)
         out = {}
-        for c, members in enumerate(clusters):
-            if not verdicts[c].kept:
-                continue
-            bs = max(1, self.config.batch_size // 2)  # member_drops classifies each batch and its blurred copy
-            p, q = [], []
-            for start in range(0, len(members), bs):  # one batch of views in memory at a time
-                batch = members[start : start + bs]
-                views = pre.to_tensor([by_id[nodes[k].image].view.pixels for k, _ in batch]).to(self.config.device)
-                boxes = np.stack([states[nodes[k].image].boxes[nodes[k].proposal] for k, _ in batch])
-                pb, qb = member_drops(model.module, views, boxes, [target] * len(batch), bs,
-                                      self.config.summaries.reliance_removal)
-                p.append(pb)
-                q.append(qb)
-            out[c] = (np.concatenate(p), np.concatenate(q))
-        return out
+        for r, (c, _, _) in enumerate(entries):
+            out.setdefault(c, []).append(r)
+        return {c: (p[rows], q[rows]) for c, rows in out.items()}
 
     def _drop_unrelied(self, verdicts: list, drops: dict[int, tuple[np.ndarray, np.ndarray]]) -> list:
         """Discard kept clusters the model does not rely on: reliance below ``summaries.min_reliance``."""

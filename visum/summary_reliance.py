@@ -21,8 +21,8 @@ so one member with a tiny ``p_m`` cannot swing it), ``p'_m`` with the box remove
 model's confidence away; near 0 or negative: the model does without it. The report orders
 summaries by ``R``; it needs no ground truth, only the model.
 
-Shapes: views ``[M, 3, H, W]`` normalised as the model's input, boxes ``[M, 4]`` view pixels
-``[x0, y0, x1, y1)``, targets ``[M]``.
+Shapes: views ``[N, 3, H, W]`` normalised as the model's input (one per image), ``image_of [M]``
+(each member's image), boxes ``[M, 4]`` view pixels ``[x0, y0, x1, y1)``.
 """
 
 from __future__ import annotations
@@ -87,24 +87,43 @@ def remove_boxes(x: torch.Tensor, boxes: np.ndarray, removal: Removal = "blur") 
 def member_drops(
     forward: Callable[[torch.Tensor], torch.Tensor],
     views: torch.Tensor,
+    image_of: Sequence[int],
     boxes: np.ndarray,
-    targets: Sequence[int],
+    target: int,
     batch_size: int = 32,
     removal: Removal = "blur",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(p [M], p_removed [M])``: the target's softmax probability of each view, and with its box removed."""
-    t = torch.as_tensor(list(targets), dtype=torch.long)
-    p, q = [], []
-    for start in range(0, len(views), batch_size):
-        x = views[start : start + batch_size]
-        tt = t[start : start + batch_size].view(-1, 1).to(x.device)
-        both = torch.cat([x, remove_boxes(x, boxes[start : start + batch_size], removal)])
-        prob = torch.softmax(forward(both).float(), dim=1)
-        p.append(prob[: len(x)].gather(1, tt).squeeze(1).cpu())
-        q.append(prob[len(x) :].gather(1, tt).squeeze(1).cpu())
-    if not p:
+    """``(p [M], p_removed [M])``: the target's softmax probability of each member's image, and of that
+    image with the member's box removed.
+
+    ``views [N, C, H, W]`` are the distinct images, ``image_of [M]`` indexes each member's image in
+    them, ``boxes [M, 4]``. Each image is classified once and, for ``blur``, blurred once (a blurred
+    box is the blurred image inside the box): a summary's members share images, and many summaries
+    share one image, so per member only the removed copy is classified.
+    """
+    image_of = torch.as_tensor(np.asarray(image_of, dtype=np.int64).reshape(-1))
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    if len(image_of) == 0:
         return np.zeros(0), np.zeros(0)
-    return torch.cat(p).numpy().astype(np.float64), torch.cat(q).numpy().astype(np.float64)
+
+    def probability(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(forward(x).float(), dim=1)[:, target].cpu()
+
+    p_image = torch.cat([probability(views[i : i + batch_size]) for i in range(0, len(views), batch_size)])
+    blurred = None
+    if removal == "blur":
+        blurred = torch.cat([gaussian_blur(views[i : i + batch_size], SIGMA0) for i in range(0, len(views), batch_size)])
+    q = []
+    for start in range(0, len(image_of), batch_size):
+        idx = image_of[start : start + batch_size]
+        x, b = views[idx], boxes[start : start + batch_size]
+        if blurred is not None:
+            inside = box_masks(b, x.shape[2], x.shape[3]).to(x)
+            removed = x * (1 - inside) + blurred[idx] * inside
+        else:
+            removed = remove_boxes(x, b, removal)
+        q.append(probability(removed))
+    return p_image[image_of].numpy().astype(np.float64), torch.cat(q).numpy().astype(np.float64)
 
 
 def ratio_of_sums(p: np.ndarray, p_removed: np.ndarray) -> float:
