@@ -280,7 +280,7 @@ def _summary_card(
     ]
     if summary.reliance is not None:
         stats.insert(0, f'<span title="relative fall of the target\'s probability when the members\' parts are '
-                        f'blurred">reliance <b>{_e(_fmt(summary.reliance))}</b></span>')
+                        f'removed (summaries.reliance_removal)">reliance <b>{_e(_fmt(summary.reliance))}</b></span>')
     stats += [f"<span>{_e(k)} <b>{_e(_fmt(v))}</b></span>" for k, v in sorted(summary.quality.items())]
     stats += summary_ground_truth(ground_truth)
     badge = '<span class="badge kept">kept</span>' if summary.kept else '<span class="badge off">discarded</span>'
