@@ -9,7 +9,6 @@ import torch
 
 from visum.classviz import (
     class_model_visualisation,
-    gaussian_blur,
     stretch_contrast,
     to_display,
 )
@@ -100,15 +99,6 @@ def test_regularisers_are_deterministic_and_change_the_result():
     assert not np.allclose(a.centred, plain.centred)
     shown = a.centred + np.asarray(pre.mean)[:, None, None]
     assert shown.min() >= -1e-6 and shown.max() <= 1 + 1e-6  # --clip keeps every pixel displayable
-
-
-def test_gaussian_blur_keeps_constants_and_smooths():
-    x = torch.full((1, 3, 20, 20), 0.3)
-    torch.testing.assert_close(gaussian_blur(x, 1.5), x)
-    noise = torch.randn(1, 3, 20, 20, generator=torch.Generator().manual_seed(0))
-    blurred = gaussian_blur(noise, 1.0)
-    assert blurred.std() < 0.6 * noise.std()
-    assert gaussian_blur(noise, 0.0) is noise
 
 
 def test_display_adds_the_mean_and_stretch_keeps_the_sign():

@@ -8,12 +8,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage import data
 
+from visum.filters import gaussian_blur
 from visum.perturb import (
     SIGMA0,
     blur_sigmas,
     blur_stack,
     exact_perturb,
-    gaussian_blur,
     perturb,
 )
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from visum.components import SaliencyMethod
-from visum.perturb import blur_stack, gaussian_blur, perturb
+from visum.filters import gaussian_blur
+from visum.perturb import blur_stack, perturb
 from visum.saliency_opt import (
     Phase,
     area_penalty,

@@ -27,16 +27,16 @@ step (projected ascent onto displayable images), and a contrast *stretch* of the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["ClassModel", "class_model_visualisation", "gaussian_blur", "stretch_contrast", "to_display"]
+from visum.filters import gaussian_blur
+
+__all__ = ["ClassModel", "class_model_visualisation", "stretch_contrast", "to_display"]
 
 Step = Literal["plain", "normalised"]
 
@@ -62,27 +62,6 @@ class ClassModel:
     def rank(self) -> int:
         """0 when the target's score is the highest of all classes on the result."""
         return int((self.logits > self.logits[self.target]).sum())
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of each channel, reflecting borders: ``[B, C, H, W] -> [B, C, H, W]``.
-
-    The kernel is truncated at ``ceil(3 sigma)`` pixels (and at the image side); ``sigma <= 0``
-    returns ``x`` unchanged.
-    """
-    if sigma <= 0:
-        return x
-    radius = min(max(1, math.ceil(3.0 * sigma)), min(x.shape[-2:]) - 1)
-    if radius < 1:
-        return x
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).to(dtype=x.dtype, device=x.device)
-    c = x.shape[1]
-    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def to_display(centred: torch.Tensor, mean) -> np.ndarray:
@@ -164,7 +143,7 @@ def class_model_visualisation(
                 ascent = ascent / ascent.abs().mean().clamp_min(1e-12)
             centred = centred + lr * ascent
             if blur_sigma > 0 and blur_every > 0 and (k + 1) % blur_every == 0:
-                centred = gaussian_blur(centred, blur_sigma)
+                centred = gaussian_blur(centred, blur_sigma, truncate=3.0, border="reflect")
             if clip:
                 centred = torch.maximum(torch.minimum(centred, 1.0 - mean_t), -mean_t)
         if callback is not None:

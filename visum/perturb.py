@@ -44,7 +44,7 @@ Errors in EfficientNet-Lite0's normalised units (``std = 128/255``, so one grey 
 K = 8 with linear knots is the default: a mean error of a tenth of a grey level, at most
 12 grey levels on a few pixels of fine texture, about 0.001 of softmax probability.
 
-Normalisation. Every blur here has a kernel that sums to 1 and replicates the border
+Normalisation. Every blur here (:func:`visum.filters.gaussian_blur`) has a kernel that sums to 1 and replicates the border
 pixels, so it commutes with any per-channel affine map ``x -> (x - mean) / std``:
 blurring normalised pixels equals normalising blurred pixels. visum therefore perturbs the
 model's normalised input directly.
@@ -66,12 +66,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from visum.filters import TRUNCATE, gaussian_blur
+
 __all__ = [
     "SIGMA0",
-    "TRUNCATE",
     "BlurStack",
-    "gaussian_kernel1d",
-    "gaussian_blur",
     "blur_sigmas",
     "blur_stack",
     "perturb",
@@ -81,36 +80,7 @@ __all__ = [
 SIGMA0 = 10.0
 """The paper's maximum blur ``sigma0`` (pixels)."""
 
-TRUNCATE = 4.0
-"""Gaussian kernels stop at ``ceil(TRUNCATE * sigma)`` pixels from the centre."""
-
 Spacing = Literal["quadratic", "linear"]
-
-
-def gaussian_kernel1d(sigma: float, truncate: float = TRUNCATE, *, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Normalised 1-D Gaussian ``g_sigma(d)``, ``|d| <= ceil(truncate sigma)``; ``sigma <= 0`` -> ``[1.]``."""
-    if sigma <= 0:
-        return torch.ones(1, dtype=dtype, device=device)
-    radius = max(1, int(math.ceil(truncate * sigma)))
-    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (d / sigma) ** 2)
-    return (k / k.sum()).to(dtype=dtype, device=device)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
-    """``g_sigma * x``: separable Gaussian blur of every channel, replicated borders.
-
-    ``sigma <= 0`` returns ``x``. Shapes: ``[B, C, H, W] -> [B, C, H, W]``.
-    """
-    if sigma <= 0:
-        return x
-    k = gaussian_kernel1d(sigma, truncate, dtype=x.dtype, device=x.device)
-    r = (k.numel() - 1) // 2
-    b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
 
 
 def blur_sigmas(sigma_max: float = SIGMA0, levels: int = 8, spacing: Spacing = "linear") -> torch.Tensor:

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from visum.perturb import SIGMA0, BlurStack, blur_stack, gaussian_blur, perturb
+from visum.filters import gaussian_blur
+from visum.perturb import SIGMA0, BlurStack, blur_stack, perturb
 
 __all__ = [
     "Phase",

@@ -5,7 +5,7 @@ member's part box from its image and see how far the target's probability falls.
 (:data:`REMOVALS`, ``summaries.reliance_removal``):
 
 - ``blur`` — the paper's deletion by blur, ``Phi`` of Sec. 3.1 with ``s = 1`` inside the box and
-  ``0`` outside (:func:`visum.perturb.gaussian_blur` at ``SIGMA0``). It keeps the box's mean
+  ``0`` outside (:func:`visum.filters.gaussian_blur` at ``SIGMA0``). It keeps the box's mean
   colour: a network that reads a part by its colour is not moved by it.
 - ``fill`` — the box painted over with its surroundings: every pixel of the box takes the
   per-channel mean of the ring of ``FILL_RING`` pixels around it (clipped to the image). Where a
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from visum.config import Removal
-from visum.perturb import SIGMA0, gaussian_blur
+from visum.filters import gaussian_blur
+from visum.perturb import SIGMA0
 
 __all__ = ["REMOVALS", "FILL_RING", "box_masks", "blur_boxes", "fill_boxes", "remove_boxes", "member_drops",
            "ratio_of_sums"]

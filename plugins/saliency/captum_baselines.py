@@ -74,7 +74,8 @@ from captum.attr import (
 from pydantic import Field, model_validator
 
 from visum import Component, Options, hookimpl
-from visum_plugins.saliency.gradient import gaussian_smooth, max_over_channels, normalise_by_quantile, quantile_field
+from visum.filters import gaussian_blur
+from visum_plugins.saliency.gradient import SMOOTH_TRUNCATE, max_over_channels, normalise_by_quantile, quantile_field
 
 __all__ = [
     "IntegratedGradientsOptions",
@@ -129,8 +130,7 @@ def blurred_baseline(x: torch.Tensor, sigma: float) -> torch.Tensor:
     (blur(p) - mean) / std``: the baseline is the normalised blurred image whatever the
     normalisation. Shapes: ``[B, C, H, W] -> [B, C, H, W]``; ``sigma <= 0`` returns ``x``.
     """
-    b, c, h, w = x.shape
-    return gaussian_smooth(x.reshape(b * c, 1, h, w), sigma).reshape(b, c, h, w)
+    return gaussian_blur(x, sigma, truncate=SMOOTH_TRUNCATE)
 
 
 def occlusion_window(height: int, width: int, window: int | None, stride: int | None) -> tuple[int, int]:

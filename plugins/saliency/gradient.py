@@ -15,25 +15,26 @@ gradient pixels from squashing the rest of the map towards 0.
 
 from __future__ import annotations
 
-import math
 
 import torch
-import torch.nn.functional as F
 from captum.attr import Saliency
 from pydantic import Field
 
 from visum import Component, Options, hookimpl
+from visum.filters import gaussian_blur
 
 __all__ = [
     "GradientOptions",
     "Gradient",
     "class_score_gradient_magnitude",
     "max_over_channels",
-    "gaussian_smooth",
     "normalise_by_quantile",
     "quantile_field",
     "register_saliency_methods",
 ]
+
+SMOOTH_TRUNCATE = 3.0
+"""Smoothing kernels stop at ``ceil(3 sigma)`` pixels (:func:`visum.filters.gaussian_blur`, replicated borders)."""
 
 
 def class_score_gradient_magnitude(model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,24 +57,6 @@ def class_score_gradient_magnitude(model, x: torch.Tensor, target: torch.Tensor)
 def max_over_channels(w: torch.Tensor) -> torch.Tensor:
     """``M(i, j) = max_ch w(ch, i, j)``: ``[B, C, H, W] -> [B, 1, H, W]``."""
     return w.amax(dim=1, keepdim=True)
-
-
-def gaussian_smooth(s: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of standard deviation ``sigma`` pixels; ``sigma <= 0`` is a no-op.
-
-    The kernel is truncated at ``ceil(3 sigma)`` pixels and borders replicate the edge
-    pixel, so a constant map stays constant. Shapes: ``[B, 1, H, W] -> [B, 1, H, W]``.
-    """
-    if sigma <= 0:
-        return s
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(dtype=s.dtype, device=s.device)
-    out = F.pad(s, (radius, radius, 0, 0), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
-    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1))
 
 
 def normalise_by_quantile(s: torch.Tensor, q: float) -> torch.Tensor:
@@ -140,7 +123,7 @@ class Gradient(Component):
             return torch.zeros((0, 1, *x.shape[2:]), dtype=torch.float32, device=x.device)
         w = class_score_gradient_magnitude(model, x, target)
         s = max_over_channels(w).to(torch.float32)
-        s = gaussian_smooth(s, self.options.smooth_sigma)
+        s = gaussian_blur(s, self.options.smooth_sigma, truncate=SMOOTH_TRUNCATE)
         return normalise_by_quantile(s, self.options.normalise_quantile).detach()
 
 
