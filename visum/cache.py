@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from visum import __version__
+from visum.atomic import atomic_write
 
 
 def default_cache_dir() -> Path:
@@ -85,15 +85,8 @@ class Cache:
         if not self.enabled:
             return
         path = self._path(stage, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     def get_or_compute(self, stage: str, key: str, compute: Callable[[], Any]) -> Any:
         value = self.get(stage, key)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from visum.atomic import write_text_atomic
 from visum.components import KINDS
 from visum.errors import ConfigError
 
@@ -182,7 +183,7 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def dump_config(config: RunConfig, path: Path) -> None:
-    Path(path).write_text(tomli_w.dumps(config_to_dict(config)), "utf-8")
+    write_text_atomic(path, tomli_w.dumps(config_to_dict(config)))
 
 
 def parse_value(text: str) -> Any:

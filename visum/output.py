@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from visum import __version__
+from visum.atomic import atomic_write, write_text_atomic
 from visum.config import config_to_dict, dump_config
 from visum.manifest import (
     ImageRecord,
@@ -81,8 +82,10 @@ def image_records(out: Path, model, target, images, probs, states) -> tuple[list
         if state is not None and state.mask is not None:
             mask_path = out / "masks" / f"{im.id:04d}.png"
             mask = im.view.to_original(state.mask)
-            Image.fromarray((mask * 255).round().astype(np.uint8)).save(mask_path)
-            np.save(mask_path.with_suffix(".npy"), state.mask)
+            with atomic_write(mask_path, "wb") as fh:
+                Image.fromarray((mask * 255).round().astype(np.uint8)).save(fh, format="PNG")
+            with atomic_write(mask_path.with_suffix(".npy"), "wb") as fh:
+                np.save(fh, state.mask)
             mask_pngs[im.id] = mask_path
             mask_rel = relative_to(mask_path, out)
             if state.regions is not None:
@@ -122,7 +125,6 @@ def write_outputs(p: "Pipeline", model, target, images, probs, states, clusters,
     from visum.summary_reliance import ratio_of_sums
 
     out = p.out_dir
-    names = model.class_names
     (out / "summaries").mkdir(parents=True, exist_ok=True)
     by_id = {im.id: im for im in images}
     records, mask_pngs = image_records(out, model, target, images, probs, states)
@@ -189,6 +191,4 @@ def finish(manifest: Manifest, out: Path, pictures: dict[str, Any], timings: dic
 
 
 def write_manifest(manifest: Manifest, out: Path) -> Path:
-    path = Path(out) / "manifest.json"
-    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", "utf-8")
-    return path
+    return write_text_atomic(Path(out) / "manifest.json", json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.benchmark.reliance import RELIED_ON, PartReliance, part_reliance
 from visum.benchmark.score import score_run
 from visum.benchmark.train import default_recipe, recipe_dir, trained
@@ -47,9 +48,7 @@ def reliance_of(w: World, architecture: str, cache_root: Path, progress: bool = 
             raise ValueError("parts differ")
     except (OSError, ValueError, TypeError):
         found = part_reliance(model, w, n_images=RELIANCE_IMAGES)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps([asdict(r) for r in found], indent=1))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps([asdict(r) for r in found], indent=1))
     return found, metrics
 
 
@@ -102,14 +101,14 @@ def write_tables(rows: list[dict], out: Path, base: RunConfig) -> None:
     from visum.config import config_to_dict
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "benchmark.csv", "w", newline="") as f:
+    with atomic_write(out / "benchmark.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    (out / "benchmark.json").write_text(json.dumps({"config": config_to_dict(base), "rows": rows}, indent=1,
-                                                   default=str))
-    (out / "benchmark.html").write_text(_html(rows, config_to_dict(base)), "utf-8")
+    write_text_atomic(out / "benchmark.json", json.dumps({"config": config_to_dict(base), "rows": rows}, indent=1,
+                                                          default=str))
+    write_text_atomic(out / "benchmark.html", _html(rows, config_to_dict(base)))
 
 
 def summary(rows: list[dict]) -> dict:

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.benchmark.models import ARCHITECTURES, build
 from visum.data.worlds import World, make_samples, world
 from visum.errors import ConfigError
-from visum.models.base import LoadedModel, Preprocessing
+from visum.models.base import Preprocessing
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -163,9 +164,8 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, n_val_per_class:
         model.eval()
         val = accuracy(model, pre, make_samples(w, n_val_per_class, purpose="val"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / "model.pt.tmp"
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(out_dir / "model.pt")
+        with atomic_write(out_dir / "model.pt", "wb") as fh:
+            torch.save(model.state_dict(), fh)
         metrics = {
             "recipe": asdict(recipe),
             "classes": w.class_names,
@@ -177,9 +177,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, n_val_per_class:
             "torch": torch.__version__,
             "platform": platform.platform(),
         }
-        tmp = out_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=1))
-        tmp.replace(out_dir / "metrics.json")
+        write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=1))
         return metrics
     finally:
         torch.use_deterministic_algorithms(deterministic)

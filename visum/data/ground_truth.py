@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.errors import InputError
 
 __all__ = ["GROUND_TRUTH_DIR", "GROUND_TRUTH_JSON", "GroundTruth", "Sample", "file_names", "write_samples",
@@ -112,11 +113,13 @@ def write_samples(
     paths = []
     for smp, name in zip(samples, names):
         path = folder / name
-        Image.fromarray(smp.image).save(path)
+        with atomic_write(path, "wb") as fh:
+            Image.fromarray(smp.image).save(fh, format="PNG")
         lm = np.zeros(smp.image.shape[:2], dtype=np.uint8)
         for k, part in enumerate(part_names, start=1):
             lm[smp.part_masks[part]] = k
-        Image.fromarray(lm).save(gt_dir / name)
+        with atomic_write(gt_dir / name, "wb") as fh:
+            Image.fromarray(lm).save(fh, format="PNG")
         index["images"][name] = {
             "label": int(smp.label),
             "class": class_names[smp.label],
@@ -124,9 +127,7 @@ def write_samples(
             "parts": {part: _bbox(smp.part_masks[part]) for part in part_names},
         }
         paths.append(path)
-    tmp = gt_dir / (GROUND_TRUTH_JSON + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    tmp.replace(gt_dir / GROUND_TRUTH_JSON)
+    write_text_atomic(gt_dir / GROUND_TRUTH_JSON, json.dumps(index, indent=1))
     return paths
 
 

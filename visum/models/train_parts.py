@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.data.parts import CLASS_NAMES, PART_NAMES, PartsSample, make_dataset
 from visum.models.parts_cnn import INPUT_SIZE, PREPROCESSING, WIDTHS, PartsCNN
 
@@ -201,9 +202,8 @@ def train_parts_cnn(
         sal = saliency_mass(model, make_dataset(n_saliency, seed=SALIENCY_SEED, size=INPUT_SIZE, labels=[0])) if n_saliency else None
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(out)
+        with atomic_write(out, "wb") as fh:
+            torch.save(model.state_dict(), fh)
         metrics = {
             "model": "PartsCNN",
             "classes": list(CLASS_NAMES),
@@ -228,7 +228,7 @@ def train_parts_cnn(
             "platform": platform.platform(),
         }
         json_path = out.with_name("parts-cnn.json") if out.suffix == ".pt" else out.with_suffix(".json")
-        json_path.write_text(json.dumps(metrics, indent=1))
+        write_text_atomic(json_path, json.dumps(metrics, indent=1))
         return metrics
     finally:
         torch.set_num_threads(prev_threads)

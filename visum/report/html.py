@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from visum.atomic import write_text_atomic
 from visum.evaluate.summaries import scores_for_report
 from visum.manifest import ImageRecord, Manifest, SummaryRecord
 from visum.report.ground_truth import ground_truth_section, summary_ground_truth
@@ -535,15 +535,4 @@ def write_report(
         manifest, run_dir, summary_pngs=summary_pngs, mask_pngs=mask_pngs, thumbnails=thumbnails, inputs=inputs,
         title=title,
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out = run_dir / "report.html"
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html.tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_text_atomic(run_dir / "report.html", page)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from visum.atomic import atomic_write
 
 if TYPE_CHECKING:
     from visum.manifest import Manifest, SummaryRecord
@@ -376,14 +377,6 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
         img = Image.fromarray(np.ascontiguousarray((a.astype(np.uint8) * 255) if a.dtype == np.bool_ else a))
     else:
         img = Image.fromarray(as_rgb_uint8(a))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        img.save(fh, format="PNG")
     return path
