@@ -37,11 +37,11 @@ import numpy as np  # noqa: E402
 from visum.evaluate.correspondence import (  # noqa: E402
     PairResult,
     WarpedPair,
-    box_iou_rows,
     evaluate_matchers,
     make_pairs,
     summarise,
 )
+from visum.geometry import box_iou_rows  # noqa: E402
 from visum_plugins.matchers.hog import HOG  # noqa: E402
 from visum_plugins.matchers.proposal_flow import ProposalFlow, ProposalFlowOptions  # noqa: E402
 from visum_plugins.proposers.selective_search import SelectiveSearch, SelectiveSearchOptions  # noqa: E402

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import skimage.data
 
+from visum.geometry import box_iou
 from visum_plugins.proposers.edge_boxes import EdgeBoxes, EdgeBoxesOptions
 from visum_plugins.proposers.selective_search import SelectiveSearch, SelectiveSearchOptions
 
@@ -48,26 +49,12 @@ HAND_BOXES: dict[str, dict[str, tuple[int, int, int, int]]] = {
 }
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a [N, 4]`` with every box of ``b [M, 4]`` (exclusive ends) -> ``[N, M]``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def recall(truth: np.ndarray, boxes: np.ndarray, threshold: float) -> float:
     if len(truth) == 0:
         return float("nan")
     if len(boxes) == 0:
         return 0.0
-    return float((iou(truth, boxes).max(axis=1) >= threshold).mean())
+    return float((box_iou(truth, boxes).max(axis=1) >= threshold).mean())
 
 
 def scaled_truth(name: str, shape: tuple[int, int], size: int) -> np.ndarray:

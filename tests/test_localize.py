@@ -7,8 +7,8 @@ import pytest
 
 from conftest import run_cli
 from visum.data.parts import load_ground_truth
+from visum.geometry import box_iou_one
 from visum.localize import (
-    box_iou,
     grabcut_localisation,
     grabcut_segmentation,
     largest_component,
@@ -74,10 +74,10 @@ def test_grabcut_localisation_beats_thresholding_a_peaked_map():
     loc = grabcut_localisation(img, s)
     true_box = mask_box(obj)
     assert true_box == (20, 24, 60, 48)
-    assert box_iou(loc.box, true_box) > 0.85
+    assert box_iou_one(loc.box, true_box) > 0.85
     assert loc.fallback == ""
     assert abs(loc.foreground_seeds.mean() - 0.05) < 0.01
-    assert box_iou(threshold_localisation(s, 0.5).box, true_box) < 0.3
+    assert box_iou_one(threshold_localisation(s, 0.5).box, true_box) < 0.3
     again = grabcut_localisation(img, s)
     np.testing.assert_array_equal(loc.mask, again.mask)  # deterministic
 
@@ -104,9 +104,9 @@ def test_boxes_and_iou():
     m = np.zeros((6, 8), bool)
     m[2:4, 3:7] = True
     assert mask_box(m) == (3, 2, 7, 4)
-    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert box_iou((0, 0, 2, 2), (3, 3, 4, 4)) == 0.0
-    assert box_iou(None, (0, 0, 1, 1)) == 0.0
+    assert box_iou_one((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou_one((0, 0, 2, 2), (3, 3, 4, 4)) == 0.0
+    assert box_iou_one(None, (0, 0, 1, 1)) == 0.0
 
 
 def test_threshold_baseline_uses_a_fraction_of_the_maximum():
@@ -129,7 +129,7 @@ def test_cli_localize_parts(parts_folder, tmp_path, capsys):
         assert (out / row["mask"]).is_file()
         name = row["image"].rsplit("/", 1)[-1]
         assert row["true_box"] == list(truth[name].object_box)
-        assert row["iou"] == pytest.approx(box_iou(row["box"], row["true_box"]))
+        assert row["iou"] == pytest.approx(box_iou_one(row["box"], row["true_box"]))
         ious.append(row["iou"])
     assert len(list((out / "overlays").glob("*.png"))) == 8
     assert np.mean(ious) > 0.5  # GraphCut on the parrot's colours recovers most of its box

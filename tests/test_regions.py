@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from visum.geometry import intersection_areas
 from visum.regions import (
     assemble_corr,
     assign_to_regions,
     binarize,
     connected_regions,
-    intersection_areas,
     near_duplicates,
 )
 

@@ -14,8 +14,8 @@ Pure functions on one image and its saliency map (same size, the model's view):
    (:func:`largest_component`, 8-connected), and its box the localisation.
 
 :func:`threshold_localisation` is the baseline that skips the colour segmentation: the
-largest connected component of the map thresholded directly. :func:`box_iou` scores a box
-against the truth. Boxes are ``[x0, y0, x1, y1]`` with exclusive ends.
+largest connected component of the map thresholded directly (scored against the truth
+by :func:`visum.geometry.box_iou_one`). Boxes are ``[x0, y0, x1, y1]`` with exclusive ends.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from visum.regions import binarize, connected_regions
 
 __all__ = [
     "Localisation",
-    "box_iou",
     "grabcut_localisation",
     "grabcut_segmentation",
     "largest_component",
@@ -178,19 +177,6 @@ def threshold_localisation(saliency: np.ndarray, threshold: float | str = 0.2, s
     obj = largest_component(binary)
     empty = np.zeros(s.shape, bool)
     return Localisation(obj, mask_box(obj), empty, empty)
-
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two boxes ``[x0, y0, x1, y1]`` (exclusive ends); 0 if either is ``None``."""
-    if a is None or b is None:
-        return 0.0
-    ax0, ay0, ax1, ay1 = (float(v) for v in a)
-    bx0, by0, bx1, by1 = (float(v) for v in b)
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from visum.geometry import box_areas, containment
+
 __all__ = ["MergeRule", "colocation", "merge_same_part", "merge_by_features"]
 
 
@@ -49,13 +51,10 @@ class MergeRule:
 def _overlap_of_smaller(a: np.ndarray, b: np.ndarray, max_area_ratio: float = np.inf) -> np.ndarray:
     """``[len(a), len(b)]``: intersection area over the smaller box's area; 0 where one box's area is
     more than ``max_area_ratio`` times the other's."""
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    smaller = np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1)
+    area_a, area_b = box_areas(a), box_areas(b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
     larger = np.maximum(area_a[:, None], area_b[None, :])
-    return np.where(larger <= max_area_ratio * smaller, ix * iy / smaller, 0.0)
+    return np.where(larger <= max_area_ratio * np.maximum(smaller, 1), containment(a, b), 0.0)
 
 
 def colocation(members_a: np.ndarray, members_b: np.ndarray, image_of: np.ndarray, boxes: np.ndarray,

@@ -188,7 +188,7 @@ class Pipeline:
     def prepare(self) -> tuple[LoadedModel, int, list[InputImage], np.ndarray]:
         """:meth:`load` and resolve the target: ``(model, target, images, probs)``."""
         model, images, probs = self.load()
-        return model, self._resolve_target(model), images, probs
+        return model, self.resolve_target(model), images, probs
 
     def masks(self) -> RunResult:
         """Saliency masks alone (``visum masks``): every image, whatever the model predicts."""
@@ -271,7 +271,7 @@ class Pipeline:
             warnings.append(WarningRecord(code="target-share", message=message))
         return used, warnings
 
-    def _resolve_target(self, model: LoadedModel) -> int:
+    def resolve_target(self, model: LoadedModel) -> int:
         from visum.models.loading import num_classes, resolve_target
 
         target = self.config.target

@@ -21,6 +21,8 @@ import scipy.sparse as sp
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from visum.geometry import box_areas, intersection_areas
+
 
 @dataclass(frozen=True)
 class Regions:
@@ -71,21 +73,6 @@ def connected_regions(binary: np.ndarray, min_area: int = 1) -> Regions:
     )
 
 
-def box_areas(boxes: np.ndarray) -> np.ndarray:
-    """``[M, 4]`` → ``[M]`` areas."""
-    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-    return (b[:, 2] - b[:, 0]).clip(min=0) * (b[:, 3] - b[:, 1]).clip(min=0)
-
-
-def intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[M, 4]``, ``[R, 4]`` → ``[M, R]`` areas of pairwise intersections."""
-    a = np.asarray(a, dtype=np.int64).reshape(-1, 1, 4)
-    b = np.asarray(b, dtype=np.int64).reshape(1, -1, 4)
-    w = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(min=0)
-    h = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(min=0)
-    return w * h
-
-
 def assign_to_regions(boxes: np.ndarray, region_boxes: np.ndarray, min_overlap: float = 0.75) -> np.ndarray:
     """Region of each proposal, or -1: ``|P ∩ box(r)| / |P| > min_overlap`` (the paper's 75%).
 
@@ -95,6 +82,7 @@ def assign_to_regions(boxes: np.ndarray, region_boxes: np.ndarray, min_overlap: 
     m = len(boxes)
     if m == 0 or len(region_boxes) == 0:
         return np.full(m, -1, dtype=np.int64)
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     inter = intersection_areas(boxes, region_boxes)  # [M, R]
     share = inter / np.maximum(box_areas(boxes), 1)[:, None]
     best = share.argmax(axis=1)
@@ -141,6 +129,7 @@ def near_duplicates(
     n = len(boxes)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     areas = np.maximum(box_areas(boxes), 1)
     inter = intersection_areas(boxes, boxes)
     smaller = np.minimum(areas[:, None], areas[None, :])

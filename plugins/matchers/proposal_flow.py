@@ -88,6 +88,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from visum import Component, hookimpl
+from visum.geometry import box_iou, containment
 from visum_plugins.matchers.hog import HOG, HOGOptions, cosine_similarity_nonneg
 
 __all__ = [
@@ -133,18 +134,7 @@ def box_geometry(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def pairwise_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IoU and containment ``|a ∩ b| / min(|a|, |b|)`` of every pair: ``[A, 4], [B, 4] -> [A, B], [A, B]``."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    small = np.minimum(area_a[:, None], area_b[None, :])
-    contain = np.divide(inter, small, out=np.zeros_like(inter), where=small > 0)
-    return iou, contain
+    return box_iou(boxes_a, boxes_b), containment(boxes_a, boxes_b)
 
 
 def neighbourhoods(

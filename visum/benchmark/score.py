@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from visum.evaluate.summaries import box_label_counts, majority, normalized_mutual_information, run_label_maps
+from visum.geometry import box_areas
 from visum.manifest import Manifest
 
 HOLD = 0.5
@@ -110,8 +111,7 @@ def score_run(manifest: Manifest, run_dir: Path, relied: list[str]) -> RunScore:
     majorities, purities, all_labels, all_ids, named_any = [], [], [], [], []
     for s in kept:
         counts = np.stack([box_label_counts(maps[m.image], m.part_bbox, n_labels) for m in s.members])
-        boxes = np.array([max(0, m.part_bbox[2] - m.part_bbox[0]) * max(0, m.part_bbox[3] - m.part_bbox[1])
-                          for m in s.members])
+        boxes = box_areas([m.part_bbox for m in s.members])
         named = named_parts(counts, boxes, np.stack([areas[m.image] for m in s.members]),
                             np.stack([boxes_of[m.image] for m in s.members]))
         best = np.where(named, counts[:, 1:], -1).argmax(axis=1) + 1

@@ -137,9 +137,9 @@ def localize(
     from visum.cache import Cache
     from visum.data.parts import load_ground_truth
     from visum.errors import InputError
-    from visum.evaluate.table2 import image_targets
-    from visum.localize import box_iou, grabcut_localisation, threshold_localisation
-    from visum.pipeline import Pipeline
+    from visum.evaluate.masks import evaluation_masks
+    from visum.geometry import box_iou_one
+    from visum.localize import grabcut_localisation, threshold_localisation
 
     if method not in ("grabcut", "threshold"):
         raise ConfigError(f"bad --method '{method}': use 'grabcut' or 'threshold'")
@@ -152,13 +152,9 @@ def localize(
     out_dir = out or Path("visum-out") / datetime.now().strftime("localize-%Y%m%d-%H%M%S")
     reporter = TqdmReporter(quiet)
     cache = Cache(cache_dir, enabled=not no_cache)
-    pipeline = Pipeline(cfg, out_dir, cache=cache, reporter=reporter)
-    loaded, all_images, probs = pipeline.load()
-    if not all_images:
-        raise InputError("no images to localise in")
-    targets = image_targets(cfg.target, all_images, probs, lambda: pipeline._resolve_target(loaded))
-    masks = pipeline.saliency_masks(loaded, all_images, {im.id: t for im, t in zip(all_images, targets)})
-    threshold, sigma = pipeline.binarisation()
+    found = evaluation_masks(cfg, [saliency], out_dir, cache=cache, reporter=reporter)
+    all_images, targets, masks = found.images, found.targets, found.masks[saliency]
+    threshold, sigma = found.binarisation[saliency]
     folder = Path(cfg.images) if cfg.images is not None else out_dir / "images"
     try:
         truth = load_ground_truth(folder)
@@ -184,10 +180,10 @@ def localize(
         gt = truth.get(im.path.name)
         if gt is not None:
             row["true_box"] = list(gt.object_box)
-            row["iou"] = box_iou(box, gt.object_box)
+            row["iou"] = box_iou_one(box, gt.object_box)
             ious.append(row["iou"])
         rows.append(row)
-    data = {"saliency": saliency, "model": loaded.spec, "method": method,
+    data = {"saliency": saliency, "model": found.model.spec, "method": method,
             "settings": {"fg_quantile": fg_quantile, "bg_quantile": bg_quantile, "refine": refine,
                          "threshold": [threshold, sigma] if method == "threshold" else None},
             "images": rows}

@@ -39,6 +39,8 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import cv2
 import numpy as np
 
+from visum.geometry import box_iou_rows
+
 __all__ = [
     "WarpedPair",
     "PairResult",
@@ -47,7 +49,6 @@ __all__ = [
     "warp_image",
     "warp_boxes",
     "boxes_inside",
-    "box_iou_rows",
     "best_match_metrics",
     "photo_images",
     "parts_images",
@@ -169,17 +170,6 @@ def boxes_inside(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """``0 <= x0, y0`` and ``x1 <= width``, ``y1 <= height``: ``[M, 4] -> [M]`` bool."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= width) & (b[:, 3] <= height)
-
-
-def box_iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``a[m]`` with ``b[m]`` for each row: ``[M, 4], [M, 4] -> [M]``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 # --------------------------------------------------------------------------- metrics

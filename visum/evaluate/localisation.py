@@ -26,12 +26,12 @@ import numpy as np
 from visum.cache import Cache
 from visum.config import RunConfig
 from visum.data.parts import GroundTruth, load_ground_truth
-from visum.errors import ConfigError, InputError
-from visum.evaluate.table2 import _config_for, image_targets
-from visum.localize import box_iou, grabcut_localisation, threshold_localisation
+from visum.errors import InputError
+from visum.evaluate.masks import evaluation_masks, image_targets
+from visum.geometry import box_iou_one
+from visum.localize import grabcut_localisation, threshold_localisation
 from visum.models.base import LoadedModel
-from visum.pipeline import InputImage, Pipeline, Reporter
-from visum.plugins import get_catalogue
+from visum.pipeline import InputImage, Reporter
 
 IOU_CORRECT = 0.5  # ILSVRC: a box is correct at IoU >= 0.5
 CAM_FRACTION = 0.2  # Zhou et al. 2016 box the largest component above 20 % of the map's maximum
@@ -67,40 +67,23 @@ def benchmark_masks(
     class, or ``filename``. Saliency options in ``config.options["saliency"]`` go to every
     method that has them.
     """
-    if not methods:
-        raise ConfigError("no saliency methods given")
-    catalogue = get_catalogue()
-    for name in methods:
-        catalogue.get("saliency", name)  # an unknown name fails before any work
-    for key in config.options.get("saliency", {}):
-        if not any(key in catalogue.get("saliency", n).cls.Options.model_fields for n in methods):
-            raise ConfigError(f"saliency option '{key}' belongs to none of {', '.join(methods)}")
-    pipelines = {name: Pipeline(_config_for(config, name), out_dir, cache=cache, reporter=reporter) for name in methods}
-    first = pipelines[methods[0]]
-    model, images, probs = first.load()
-    if not images:
-        raise InputError("no images to evaluate")
     folder = Path(config.images) if config.images is not None else Path(out_dir) / "images"
-    ground_truth = load_ground_truth(folder)
-    truths = []
-    for im in images:
-        if im.path.name not in ground_truth:
-            raise InputError(f"{im.path}: not in the ground truth of {folder / 'ground_truth'}")
-        truths.append(ground_truth[im.path.name])
-    mode = config.target
-    if mode in (None, "truth"):
-        targets = [gt.label for gt in truths]
-    else:
-        targets = image_targets(mode, images, probs, lambda: first._resolve_target(model))
-    k = probs.shape[1]
-    if any(t < 0 or t >= k for t in targets):
-        raise ConfigError(f"a target is outside the model's {k} classes")
-    by_id = {im.id: t for im, t in zip(images, targets)}
-    masks = {name: p.saliency_masks(model, images, by_id) for name, p in pipelines.items()}
+    truths: list[GroundTruth] = []
+
+    def truth_or_configured(images: list[InputImage], probs: np.ndarray, resolve) -> list[int]:
+        ground_truth = load_ground_truth(folder)
+        for im in images:
+            if im.path.name not in ground_truth:
+                raise InputError(f"{im.path}: not in the ground truth of {folder / 'ground_truth'}")
+            truths.append(ground_truth[im.path.name])
+        if config.target in (None, "truth"):
+            return [gt.label for gt in truths]
+        return image_targets(config.target, images, probs, resolve)
+
+    found = evaluation_masks(config, methods, out_dir, targets=truth_or_configured, cache=cache, reporter=reporter)
     return BenchmarkMasks(
-        model=model, folder=folder, images=images, truths=truths, targets=targets,
-        predicted=[int(p) for p in probs.argmax(axis=1)], masks=masks,
-        binarisation={name: p.binarisation() for name, p in pipelines.items()},
+        model=found.model, folder=folder, images=found.images, truths=truths, targets=found.targets,
+        predicted=found.predicted, masks=found.masks, binarisation=found.binarisation,
     )
 
 
@@ -195,12 +178,12 @@ def evaluate_localisation(
             loc = grabcut_localisation(im.view.pixels, s, fg_quantile=fg_quantile, bg_quantile=bg_quantile,
                                        refine=refine, seed=config.seed)
             ms.fallbacks += bool(loc.fallback)
-            ms.grabcut.append(box_iou(_to_original(im, loc.box), gt.object_box))
-            ms.threshold.append(box_iou(_to_original(im, threshold_localisation(s, threshold, sigma).box), gt.object_box))
-            ms.cam.append(box_iou(_to_original(im, threshold_localisation(s, CAM_FRACTION).box), gt.object_box))
+            ms.grabcut.append(box_iou_one(_to_original(im, loc.box), gt.object_box))
+            ms.threshold.append(box_iou_one(_to_original(im, threshold_localisation(s, threshold, sigma).box), gt.object_box))
+            ms.cam.append(box_iou_one(_to_original(im, threshold_localisation(s, CAM_FRACTION).box), gt.object_box))
             ms.correct_class.append(p == gt.label)
         scores.append(ms)
-    whole = [box_iou((0, 0, *im.view.original_size), gt.object_box) for im, gt in zip(bench.images, bench.truths)]
+    whole = [box_iou_one((0, 0, *im.view.original_size), gt.object_box) for im, gt in zip(bench.images, bench.truths)]
     return LocalisationReport(
         model=bench.model.spec, folder=str(bench.folder), images=[str(im.path) for im in bench.images],
         targets=bench.targets, true_boxes=[list(gt.object_box) for gt in bench.truths], whole_image=whole,

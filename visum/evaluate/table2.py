@@ -11,7 +11,6 @@ class (``predicted``), or the integer that ends each file name (``filename``, e.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import torch
 
 from visum.cache import Cache
 from visum.config import RunConfig
-from visum.errors import ConfigError, InputError
 from visum.evaluate.deletion import (
     curve_auc,
     deletion_insertion_curves,
@@ -28,8 +26,8 @@ from visum.evaluate.deletion import (
     relative_drop,
     threshold_to_area,
 )
-from visum.pipeline import InputImage, Pipeline, Reporter
-from visum.plugins import get_catalogue
+from visum.evaluate.masks import evaluation_masks
+from visum.pipeline import Reporter
 
 THRESH = "-thresh"
 
@@ -84,29 +82,6 @@ class DeletionReport:
         return "\n".join(lines) + "\n"
 
 
-def image_targets(mode: str | None, images: list[InputImage], probs: np.ndarray, resolve) -> list[int]:
-    """One target per image from ``mode``: a class, ``predicted`` or ``filename``."""
-    if mode == "predicted":
-        return [int(p) for p in probs.argmax(axis=1)]
-    if mode == "filename":
-        out = []
-        for im in images:
-            found = re.search(r"(\d+)$", im.path.stem)
-            if not found:
-                raise InputError(f"{im.path}: --target filename needs a file name ending in a class index")
-            out.append(int(found.group(1)))
-        return out
-    target = resolve()
-    return [target] * len(images)
-
-
-def _config_for(config: RunConfig, method: str) -> RunConfig:
-    """``config`` with ``method`` as saliency, keeping only the shared saliency options it has."""
-    fields = get_catalogue().get("saliency", method).cls.Options.model_fields
-    mine = {k: v for k, v in config.options.get("saliency", {}).items() if k in fields}
-    return config.model_copy(update={"saliency": method, "options": {**config.options, "saliency": mine}})
-
-
 def evaluate_deletion(
     config: RunConfig,
     methods: list[str],
@@ -119,27 +94,11 @@ def evaluate_deletion(
 ) -> DeletionReport:
     """Masks of every method on every image, then drops, areas and curves. See the module docstring."""
     reporter = reporter or Reporter()
-    catalogue = get_catalogue()
     base_names = list(dict.fromkeys(m[: -len(THRESH)] if m.endswith(THRESH) else m for m in methods))
     if any(m.endswith(THRESH) for m in methods) and reference not in base_names:
         base_names.append(reference)
-    for key in config.options.get("saliency", {}):
-        if not any(key in catalogue.get("saliency", n).cls.Options.model_fields for n in base_names):
-            raise ConfigError(f"saliency option '{key}' belongs to none of {', '.join(base_names)}")
-    pipelines = {
-        name: Pipeline(_config_for(config, name), out_dir, cache=cache, reporter=reporter) for name in base_names
-    }
-    first = pipelines[base_names[0]]
-    model, images, probs = first.load()
-    if not images:
-        raise InputError("no images to evaluate")
-    mode = config.target
-    targets = image_targets(mode, images, probs, lambda: first._resolve_target(model))
-    k = probs.shape[1]
-    if any(t < 0 or t >= k for t in targets):
-        raise ConfigError(f"a target is outside the model's {k} classes")
-    by_id = {im.id: t for im, t in zip(images, targets)}
-    masks = {name: p.saliency_masks(model, images, by_id) for name, p in pipelines.items()}
+    found = evaluation_masks(config, base_names, out_dir, cache=cache, reporter=reporter)
+    model, images, probs, targets, masks = found.model, found.images, found.probs, found.targets, found.masks
 
     pre = model.preprocessing
     x_all = pre.to_tensor([im.view.pixels for im in images]).to(config.device)

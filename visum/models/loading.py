@@ -77,7 +77,7 @@ import torch
 from visum.errors import ConfigError
 from visum.models import imagenet
 from visum.models.archives import ALL_PARTS, is_archive_spec, load_archive, no_crop_preprocessing
-from visum.models.base import INTERPOLATIONS, RESIZE_MODES, LoadedModel, Preprocessing, resized_side
+from visum.models.base import INTERPOLATIONS, RESIZE_MODES, LoadedModel, Preprocessing
 from visum.models.files import (
     existing_file,
     first_line,
