@@ -1,6 +1,8 @@
 """The plugin catalogue and the checked calls: every failure names the plugin."""
 
 import importlib.metadata
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from visum import ClusterQuality, Component, Options, checks, hookimpl
 from visum.errors import ConfigError, PluginError
-from visum.plugins import RegistryEntry, build_catalogue, read_registry
+from visum.plugins import RegistryEntry, _selected, build_catalogue, read_registry
 
 
 class Ones(Component):
@@ -87,10 +89,70 @@ def test_hook_that_raises_or_is_misspelt():
         catalogue(Misspelt())
 
 
-def test_entry_point_that_fails_to_import_is_named():
+def test_entry_point_that_fails_to_import_is_set_aside_and_named():
     ep = importlib.metadata.EntryPoint(name="broken", value="visum_no_such_module_xyz", group="visum")
-    with pytest.raises(PluginError, match=r"plugin 'broken' .* failed to import: ModuleNotFoundError"):
-        catalogue(entry_points=[ep])
+    cat = catalogue(SaliencyPlugin(), entry_points=[ep])
+    assert cat.names("saliency") == ["ones"]  # the others still load
+    [b] = cat.broken
+    assert b.name == "broken" and "failed to import: ModuleNotFoundError" in b.error
+    with pytest.raises(PluginError, match=r"unknown proposer plugin 'x' .*not loaded: plugin 'broken' .*ModuleNotFound"):
+        cat.get("proposer", "x")
+
+
+def _entry_point_plugin(name, plugin, monkeypatch):
+    """An entry point named ``name`` whose load() gives ``plugin``."""
+    module = types.ModuleType(f"visum_test_ep_{name}")
+    module.plugin = plugin
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return importlib.metadata.EntryPoint(name=name, value=f"{module.__name__}:plugin", group="visum")
+
+
+def test_third_party_failures_are_set_aside_one_by_one(monkeypatch):
+    class Raises:
+        @hookimpl
+        def register_proposers(self):
+            raise RuntimeError("boom")
+
+    class Misspelt:
+        @hookimpl
+        def register_saliency(self):
+            return []
+
+    class Clashes:
+        @hookimpl
+        def register_saliency_methods(self):
+            return [type("Ones2", (Ones,), {"name": "ones"})]
+
+    class Malformed:
+        @hookimpl
+        def register_saliency_methods(self):
+            return ["not a class"]
+
+    class Fine:
+        @hookimpl
+        def register_saliency_methods(self):
+            return [type("Twos", (Ones,), {"name": "twos"})]
+
+    eps = [_entry_point_plugin(n, p, monkeypatch) for n, p in
+           [("raises", Raises()), ("misspelt", Misspelt()), ("clashes", Clashes()), ("malformed", Malformed()),
+            ("fine", Fine())]]
+    cat = catalogue(SaliencyPlugin(), entry_points=eps)
+    assert cat.names("saliency") == ["ones", "twos"]
+    assert cat.get("saliency", "ones").plugin == "p0"  # the run-time plugin keeps its name
+    errors = {b.name: b.error for b in cat.broken}
+    assert sorted(errors) == ["clashes", "malformed", "misspelt", "raises"]
+    assert "RuntimeError: boom" in errors["raises"]
+    assert "register_saliency" in errors["misspelt"]
+    assert "'ones' clashes" in errors["clashes"]
+    assert "not a class" in errors["malformed"]
+    assert not any(c.plugin in errors for c in cat.list())
+
+
+def test_load_plugins_variable_selects_by_entry_point_or_distribution_name():
+    eps = [importlib.metadata.EntryPoint(name=n, value="x", group="visum") for n in ("grid", "other")]
+    assert _selected(eps, None) == (eps, [])
+    assert _selected(eps, "") == ([], ["grid", "other"])
+    assert _selected(eps, " Grid ,nope") == ([eps[0]], ["other"])
 
 
 def test_registry_entry_must_match_its_module():

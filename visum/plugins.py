@@ -9,6 +9,13 @@ Both are registered with one :class:`pluggy.PluginManager` and asked for their c
 through the hooks of :mod:`visum.hookspecs`. Every failure names the plugin: a module that
 does not import, a misspelt hook, a component that lacks its kind's methods or options, two
 components with the same kind and name.
+
+A failing built-in (or a plugin registered at run time) is an error. A failing third-party
+plugin is set aside as a :class:`BrokenPlugin`: the other plugins load, ``visum plugins`` lists
+it with its error, and asking for a component that is missing names it. As pytest's
+``-p``/``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` and datasette's ``DATASETTE_LOAD_PLUGINS`` do,
+``VISUM_LOAD_PLUGINS`` restricts which third-party plugins load: a comma-separated list of
+entry-point or distribution names (empty: none); unset, all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import inspect
+import os
 import tomllib
 import types
 import typing
@@ -32,6 +40,20 @@ from visum.errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "visum"
 BUILTIN = "built-in"
+LOAD_PLUGINS_ENV = "VISUM_LOAD_PLUGINS"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A third-party plugin that was set aside, and why."""
+
+    name: str  # its entry-point name
+    source: str  # "<distribution> <version>"
+    error: str  # one line
+
+    @property
+    def label(self) -> str:
+        return f"plugin '{self.name}' ({self.source})"
 
 
 @dataclass(frozen=True)
@@ -115,8 +137,13 @@ def read_registry(text: str | None = None) -> list[RegistryEntry]:
 class Catalogue:
     """Every component visum can use, by kind and name."""
 
-    def __init__(self, manager: pluggy.PluginManager, components: Iterable[ComponentInfo]) -> None:
+    def __init__(self, manager: pluggy.PluginManager, components: Iterable[ComponentInfo],
+                 broken: Iterable[BrokenPlugin] = (), skipped: Iterable[str] = ()) -> None:
         self.manager = manager
+        self.broken: list[BrokenPlugin] = list(broken)
+        """Third-party plugins set aside, with their errors."""
+        self.skipped: list[str] = list(skipped)
+        """Installed third-party plugins that ``VISUM_LOAD_PLUGINS`` left out."""
         self._components: dict[tuple[str, str], ComponentInfo] = {}
         for info in components:
             key = (info.kind, info.name)
@@ -142,7 +169,9 @@ class Catalogue:
             return self._components[(kind, name)]
         except KeyError:
             available = ", ".join(self.names(kind)) or "none"
-            raise PluginError(f"unknown {kind} plugin '{name}' (available: {available})") from None
+            aside = "".join(f"; not loaded: {b.label}: {b.error}" for b in self.broken)
+            aside += "".join(f"; not loaded: plugin '{n}' (left out by {LOAD_PLUGINS_ENV})" for n in self.skipped)
+            raise PluginError(f"unknown {kind} plugin '{name}' (available: {available}){aside}") from None
 
     def options(self, kind: str, name: str, raw: dict[str, Any] | None = None) -> BaseModel:
         """Validate ``raw`` against the component's options model; one-line error on failure."""
@@ -190,6 +219,28 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> str:
     return f"{dist.metadata['Name']} {dist.version}"
 
 
+def _selected(entry_points: Iterable[importlib.metadata.EntryPoint], allowed: str | None
+              ) -> tuple[list[importlib.metadata.EntryPoint], list[str]]:
+    """The entry points ``VISUM_LOAD_PLUGINS`` (``allowed``) lets load, and the names it leaves out."""
+    entry_points = list(entry_points)
+    if allowed is None:
+        return entry_points, []
+    wanted = {w.strip().lower() for w in allowed.split(",") if w.strip()}
+    chosen, skipped = [], []
+    for ep in entry_points:
+        dist = getattr(ep, "dist", None)
+        names = {ep.name.lower()} | ({dist.metadata["Name"].lower()} if dist is not None else set())
+        (chosen if names & wanted else skipped).append(ep)
+    return chosen, [ep.name for ep in skipped]
+
+
+def _unknown_hooks(manager: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Names of the hooks ``plugin`` implements that visum does not declare (a misspelling)."""
+    return sorted(c.name for c in manager.get_hookcallers(plugin) or []
+                  if not c.has_spec() and any(not i.optionalhook for i in c.get_hookimpls()
+                                              if i.plugin is plugin))
+
+
 def build_catalogue(
     registry: list[RegistryEntry] | None = None,
     entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
@@ -197,25 +248,45 @@ def build_catalogue(
 ) -> Catalogue:
     """Load built-ins, third-party entry points and ``extra_plugins`` into one catalogue.
 
-    ``entry_points`` defaults to the installed ones in the group ``visum``;
-    ``extra_plugins`` are ``(name, module_or_object)`` pairs registered as given (tests, notebooks).
+    ``entry_points`` defaults to the installed ones in the group ``visum``, restricted by
+    ``VISUM_LOAD_PLUGINS``; ``extra_plugins`` are ``(name, module_or_object)`` pairs registered
+    as given (tests, notebooks). A built-in or extra plugin that fails raises
+    :class:`~visum.errors.PluginError`; an entry-point plugin that fails is set aside in
+    ``catalogue.broken``.
     """
     registry = read_registry() if registry is None else registry
+    skipped: list[str] = []
     if entry_points is None:
-        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        entry_points, skipped = _selected(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                                          os.environ.get(LOAD_PLUGINS_ENV))
 
     manager = pluggy.PluginManager("visum")
     manager.add_hookspecs(hookspecs)
     sources: dict[str, str] = {}
+    third_party: set[str] = set()
+    broken: dict[str, BrokenPlugin] = {}
+
+    def fail(name: str, message: str) -> None:
+        """A third-party plugin is set aside; anything else is an error."""
+        if name not in third_party:
+            raise PluginError(message)
+        if name not in broken:
+            broken[name] = BrokenPlugin(name, sources.get(name, "unknown distribution"), message)
+        if manager.has_plugin(name):
+            manager.unregister(name=name)
 
     def register(plugin: Any, name: str, source: str) -> None:
         if manager.has_plugin(name) or manager.is_registered(plugin):
             return
+        sources[name] = source
         try:
             manager.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name} ({source}) has an invalid hook: {exc}") from None
-        sources[name] = source
+            fail(name, f"plugin {name} ({source}) has an invalid hook: {exc}")
+            return
+        unknown = _unknown_hooks(manager, plugin)
+        if unknown and name in third_party:
+            fail(name, f"plugin {name} ({source}) implements a hook visum does not have: {', '.join(unknown)}")
 
     for entry in registry:
         try:
@@ -229,13 +300,14 @@ def build_catalogue(
 
     for ep in entry_points:
         source = _distribution_of(ep)
+        third_party.add(ep.name)
+        sources[ep.name] = source
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginError(
-                f"plugin '{ep.name}' ({source}, entry point {ep.value}) failed to import: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            fail(ep.name, f"plugin '{ep.name}' ({source}, entry point {ep.value}) failed to import: "
+                          f"{type(exc).__name__}: {exc}")
+            continue
         register(plugin, f"{ep.name}", source)
 
     for name, plugin in extra_plugins:
@@ -255,21 +327,41 @@ def build_catalogue(
             try:
                 provided = impl.function()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name} ({source}) raised in {hook.name}(): {type(exc).__name__}: {exc}"
-                ) from exc
+                fail(impl.plugin_name, f"plugin {impl.plugin_name} ({source}) raised in {hook.name}(): "
+                                       f"{type(exc).__name__}: {exc}")
+                continue
             if provided is None:
                 continue
-            if not isinstance(provided, (list, tuple)):
-                raise PluginError(f"plugin {impl.plugin_name} ({source}): {hook.name}() must return a list of classes")
+            try:
+                if not isinstance(provided, (list, tuple)):
+                    raise PluginError(f"plugin {impl.plugin_name} ({source}): {hook.name}() must return a list of classes")
+                for cls in provided:
+                    _check_component(kind, cls, impl.plugin_name, source)
+            except PluginError as exc:
+                fail(impl.plugin_name, str(exc))
+                continue
             for cls in provided:
-                _check_component(kind, cls, impl.plugin_name, source)
                 summary = getattr(cls, "summary", "") or summaries.get((kind, cls.name), "")
                 if not summary and cls.__doc__:
                     summary = cls.__doc__.strip().splitlines()[0]
                 components.append(ComponentInfo(kind, cls.name, cls, impl.plugin_name, source, summary))
 
-    catalogue = Catalogue(manager, components)
+    # a third-party component whose kind and name are taken sets its plugin aside; other clashes are errors
+    first: dict[tuple[str, str], ComponentInfo] = {}
+    for info in components:
+        if info.plugin in broken:
+            continue
+        other = first.setdefault((info.kind, info.name), info)
+        if other is not info:
+            culprit = info.plugin if info.plugin in third_party else other.plugin
+            if culprit in third_party:
+                fail(culprit, f"{info.kind} plugin name '{info.name}' clashes: provided by {other.plugin} "
+                              f"({other.source}) and by {info.plugin} ({info.source})")
+                if culprit == other.plugin:
+                    first[(info.kind, info.name)] = info
+    components = [c for c in components if c.plugin not in broken]
+
+    catalogue = Catalogue(manager, components, broken.values(), skipped)
     for entry in registry:
         info = catalogue._components.get((entry.kind, entry.name))
         if info is None or info.plugin != entry.module:

@@ -103,9 +103,13 @@ def plugins(
     kind: str | None = typer.Option(None, "--kind", help="Only this kind: saliency, proposer, matcher, clusterer or scorer."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable listing."),
 ) -> None:
-    """List every component visum can use, with its kind, source, options and defaults."""
+    """List every component visum can use, with its kind, source, options and defaults.
+
+    Third-party plugins that failed to load are listed at the end with their errors;
+    VISUM_LOAD_PLUGINS=name,... loads only the named ones.
+    """
     from visum.components import KINDS
-    from visum.plugins import get_catalogue
+    from visum.plugins import LOAD_PLUGINS_ENV, get_catalogue
 
     if kind is not None and kind not in KINDS:
         raise ConfigError(f"unknown kind '{kind}' (kinds: {', '.join(KINDS)})")
@@ -117,6 +121,8 @@ def plugins(
              "options": c.options_table()}
             for c in items
         ]
+        rows += [{"kind": None, "name": None, "plugin": b.name, "source": b.source, "error": b.error}
+                 for b in catalogue.broken]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     current = None
@@ -128,6 +134,12 @@ def plugins(
         for o in c.options_table():
             default = "required" if o["required"] else f"default {o['default']!r}"
             typer.echo(f"      --opt {c.kind}.{o['name']}=<{o['type']}>  ({default})  {o['description']}")
+    if catalogue.broken or catalogue.skipped:
+        typer.echo("\nnot loaded")
+    for b in catalogue.broken:
+        typer.echo(f"  {b.name:<20} BROKEN  [{b.source}]  {b.error}")
+    for name in catalogue.skipped:
+        typer.echo(f"  {name:<20} left out by {LOAD_PLUGINS_ENV}")
 
 
 @app.command()
