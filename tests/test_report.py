@@ -266,7 +266,7 @@ def test_write_report_is_self_contained(tmp_path: Path, images) -> None:
     m = _manifest()
     pngs, masks = _write_inputs(tmp_path, m, images)
     thumbs = {0: images[0][::2, ::2], 1: images[1][::2, ::2]}
-    out = write_report(m, tmp_path, summary_pngs=pngs, mask_pngs=masks, thumbnails=thumbs, title="robin & <co>")
+    out = write_report(m, tmp_path, summary_pictures=pngs, masks=masks, thumbnails=thumbs, title="robin & <co>")
     assert out == tmp_path / "report.html" and out.exists()
     page = out.read_text(encoding="utf-8")
 
@@ -325,7 +325,7 @@ def test_report_fallbacks(tmp_path: Path, images) -> None:
         paths.append(str(save_png(img, tmp_path / "in" / f"{i}.png")))
     m = _manifest(paths)
     pngs, masks = _write_inputs(tmp_path / "run", m, images)
-    out = write_report(m, tmp_path / "run", summary_pngs={0: pngs[0]})
+    out = write_report(m, tmp_path / "run", summary_pictures={0: pngs[0]})
     page = out.read_text(encoding="utf-8")
     checker = _Checker()
     checker.feed(page)
@@ -337,7 +337,7 @@ def test_report_fallbacks(tmp_path: Path, images) -> None:
 def test_report_with_nothing(tmp_path: Path) -> None:
     m = _manifest()
     m = m.model_copy(update={"summaries": [], "timings": {}, "images": []})
-    page = write_report(m, tmp_path / "new", summary_pngs={}).read_text(encoding="utf-8")
+    page = write_report(m, tmp_path / "new", summary_pictures={}).read_text(encoding="utf-8")
     assert "Discarded clusters (0)" in page and "<img" not in page
 
 

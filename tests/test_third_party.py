@@ -53,6 +53,7 @@ def test_pipeline_runs_with_the_third_party_component(site, parts_folder, tmp_pa
     config = make_config({"images": str(parts_folder), "saliency": "gradient", "proposer": "grid",
                           "options": {"proposer": {"scales": [0.15, 0.25], "step": 0.5}}})
     result = Pipeline(config, tmp_path / "out", catalogue=build_catalogue(), cache=Cache(tmp_path / "c")).run()
+    result.save()
     m = Manifest.model_validate_json((tmp_path / "out" / "manifest.json").read_text())
     assert m.config["proposer"] == "grid"
     assert m.summaries

@@ -2,6 +2,10 @@
 
 Implements "Understanding Deep Architectures by Visual Summaries" (Godi, Carletti et al.,
 BMVC 2018) as a pipeline of pluggable components.
+
+From Python: ``visum.summarize(model, images, target=...)`` returns a :class:`visum.result.Result`
+(its summaries, shown inline in Jupyter, ``result.save(folder)`` for the files); ``visum.explain
+(model, image, target=..., method=...)`` returns one saliency mask. See :mod:`visum.api`.
 """
 
 from visum.components import (
@@ -21,6 +25,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "summarize",
+    "explain",
+    "Result",
     "hookimpl",
     "Component",
     "Options",
@@ -35,3 +42,16 @@ __all__ = [
     "ConfigError",
     "PluginError",
 ]
+
+
+def __getattr__(name: str):
+    """``summarize``, ``explain`` and ``Result`` load on first use: ``import visum`` stays light for plugins."""
+    if name in ("summarize", "explain"):
+        from visum import api
+
+        return getattr(api, name)
+    if name == "Result":
+        from visum.result import Result
+
+        return Result
+    raise AttributeError(f"module 'visum' has no attribute {name!r}")

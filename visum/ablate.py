@@ -201,6 +201,7 @@ def run_ablation(
         row = AblationRow(variant, run_dir)
         try:
             result = Pipeline(variant.config, run_dir, cache=cache, reporter=reporter).run()
+            result.save()
         except VisumError as exc:
             row.error = str(exc)
             row.cache_hits, row.cache_misses = cache.hits, cache.misses

@@ -8,6 +8,9 @@ The pipeline knows component *kinds*, never plugins: it asks the catalogue for
 results (masks, proposals, descriptions, pair matches) are cached on disk under keys of
 everything that determines them, so an interrupted run resumes where it stopped.
 Printing belongs to the caller: progress and messages go through a :class:`Reporter`.
+:meth:`Pipeline.run` returns a :class:`visum.result.Result` in memory; writing it
+(:mod:`visum.output`), rendering it (:mod:`visum.report`) and scoring it against ground truth
+(:mod:`visum.evaluate`) are steps that take the result.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -30,11 +33,11 @@ from visum.config import RunConfig
 from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
 from visum.diagnostics import target_share
-from visum.manifest import Manifest, WarningRecord
+from visum.manifest import WarningRecord
 from visum.matching import MatchJob, match_all_pairs
 from visum.models.base import LoadedModel, View
-from visum.output import finish, masks_manifest, write_outputs
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
+from visum.result import Result, build_result, masks_result
 from visum.regions import (
     Regions,
     assemble_corr,
@@ -113,16 +116,6 @@ class Node:
     region: int
 
 
-@dataclass
-class RunResult:
-    manifest: Manifest
-    out_dir: Path
-    report: Path
-    cache_hits: int = 0
-    cache_misses: int = 0
-    extras: dict = field(default_factory=dict)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -140,8 +133,14 @@ class Pipeline:
         catalogue: Catalogue | None = None,
         cache: Cache | None = None,
         reporter: Reporter | None = None,
+        model: LoadedModel | None = None,
+        image_paths: Sequence[Path] | None = None,
     ) -> None:
+        """``model``: a model already loaded (:func:`visum.models.loading.load_module`), used in place of
+        ``config.model``; ``image_paths``: these image files, in this order, in place of ``config.images``."""
         self.config = config
+        self.model = model
+        self.image_paths = [Path(p) for p in image_paths] if image_paths is not None else None
         self.out_dir = Path(out_dir)
         self.catalogue = catalogue or get_catalogue()
         self.cache = cache if cache is not None else Cache()
@@ -178,7 +177,7 @@ class Pipeline:
         seed_everything(cfg.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.stage("model"):
-            model = load_configured_model(cfg.model, cfg.device, cache_root=self.cache.root)
+            model = self.model or load_configured_model(cfg.model, cfg.device, cache_root=self.cache.root)
         with self.stage("load"):
             images = self._load_images(model)
         with self.stage("classify"):
@@ -190,17 +189,19 @@ class Pipeline:
         model, images, probs = self.load()
         return model, self.resolve_target(model), images, probs
 
-    def masks(self) -> RunResult:
-        """Saliency masks alone (``visum masks``): every image, whatever the model predicts."""
+    def masks(self) -> Result:
+        """Saliency masks alone (``visum masks``): every image, whatever the model predicts. Writes nothing."""
         model, target, all_images, probs = self.prepare()
         states = self.states = {im.id: ImageState() for im in all_images}
         with self.stage("saliency"):
             self._saliency(model, all_images, target, states)
-        manifest = masks_manifest(self, model, target, all_images, probs, states)
-        return RunResult(manifest, self.out_dir, self.out_dir / "masks", self.cache.hits, self.cache.misses)
+        result = masks_result(self.config, self.out_dir, model, target, all_images, probs, states, self.warnings,
+                              dict(self.timings))
+        result.cache_hits, result.cache_misses = self.cache.hits, self.cache.misses
+        return result
 
-    def run(self) -> RunResult:
-        """The whole pipeline; writes manifest.json, masks/, summaries/, run.toml and report.html."""
+    def run(self) -> Result:
+        """The whole pipeline, in memory: a :class:`~visum.result.Result` (``result.save()`` writes it)."""
         cfg = self.config
         model, target, images, probs = self.prepare()
         if cfg.summaries.merge == "model":  # fail before the work, not after it
@@ -232,10 +233,11 @@ class Pipeline:
             drops = self._reliance(model, target, clusters, verdicts, nodes, {im.id: im for im in used}, states)
             verdicts = self._drop_unrelied(verdicts, drops)
         with self.stage("summaries"):
-            manifest, pictures = write_outputs(self, model, target, images, probs, states, clusters, verdicts, nodes,
-                                               drops)
-        report = finish(manifest, self.out_dir, pictures, self.timings)
-        return RunResult(manifest, self.out_dir, report, self.cache.hits, self.cache.misses)
+            result = build_result(self.config, self.out_dir, model, target, images, probs, states, clusters, verdicts,
+                                  nodes, drops, self.warnings, {})
+        result.manifest.timings = dict(self.timings)
+        result.cache_hits, result.cache_misses = self.cache.hits, self.cache.misses
+        return result
 
     def select_images(
         self, model: LoadedModel, target: int, images: list[InputImage], probs: np.ndarray
@@ -284,11 +286,14 @@ class Pipeline:
     def _load_images(self, model: LoadedModel) -> list[InputImage]:
         cfg = self.config
         folder = cfg.images
-        if folder is None:
-            if cfg.model.spec != "parts":
-                raise ConfigError("--images is required for models other than the parts benchmark's ('parts')")
-            folder = self._generate_benchmark()
-        paths = list_images(Path(folder))
+        if self.image_paths is not None:
+            paths = self.image_paths
+        else:
+            if folder is None:
+                if cfg.model.spec != "parts":
+                    raise ConfigError("--images is required for models other than the parts benchmark's ('parts')")
+                folder = self._generate_benchmark()
+            paths = list_images(Path(folder))
         images = []
         for k, path in enumerate(self.reporter.progress(paths, "load images", len(paths))):
             original = load_image(path)

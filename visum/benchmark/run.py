@@ -78,6 +78,7 @@ def run_benchmark(base: RunConfig, worlds: list[World], architectures: list[str]
                    "reliance": " ".join(f"{r.part}:{r.mean_drop:.2f}" for r in reliance)}
             try:
                 result = Pipeline(config, run_dir, cache=cache, reporter=reporter).run()
+                result.save()
             except InputError as e:
                 row.update(error=str(e), seconds=round(time.perf_counter() - start, 1))
                 rows.append(row)

@@ -58,6 +58,7 @@ def run(
     reporter = TqdmReporter(quiet)
     pipeline = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter)
     result = pipeline.run()
+    result.save()
     kept = len(result.manifest.kept_summaries)
     reporter.info(
         f"{kept} summaries kept of {len(result.manifest.summaries)} clusters; "
@@ -94,6 +95,7 @@ def masks(
     out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")
     reporter = TqdmReporter(quiet)
     result = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
+    result.save()
     reporter.info(f"{len(result.manifest.images)} masks; cache: {result.cache_hits} hits, {result.cache_misses} misses")
     typer.echo(f"masks: {result.report.resolve()}")
 

@@ -110,6 +110,7 @@ def explain_class(
         "images": run_dir / "images", "target": str(label), "keep_misclassified": False,
     })
     result = Pipeline(cfg, run_dir, cache=cache, reporter=reporter).run()
+    result.save()
     manifest = result.manifest
     index = {n: i for i, n in enumerate(names)}
     path_of = {im.id: Path(im.path).name for im in manifest.images}

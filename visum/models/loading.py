@@ -66,9 +66,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -184,13 +185,19 @@ def load_model(
     if names_file is not None:
         class_names = names_file
         extras["class_names_source"] = str(classes)
+    return _ready(module, spec, pre, class_names, content, extras, dev)
+
+
+def _ready(module: torch.nn.Module, spec: str, pre: Preprocessing, class_names: list[str] | None, content: str,
+           extras: dict, device: torch.device) -> LoadedModel:
+    """Eval mode, no gradients to the weights, on ``device``; checked by one dummy forward."""
     try:
         module.eval()
     except NotImplementedError:  # a flat exported program; unflattened ones accept eval()
         pass
     for p in module.parameters():
         p.requires_grad_(False)
-    module.to(dev)
+    module.to(device)
     loaded = LoadedModel(
         module=module,
         spec=spec,
@@ -203,6 +210,45 @@ def load_model(
         num_classes(loaded)  # a dummy forward: fails early, and with a clear message, on a bad model
     _check_names(loaded)
     return loaded
+
+
+def load_module(
+    module: torch.nn.Module,
+    *,
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> LoadedModel:
+    """A model object the caller holds (a notebook's ``nn.Module``), ready for visum.
+
+    The preprocessing is, in order: a :class:`~visum.models.base.Preprocessing` given whole;
+    else the module's own ``visum_preprocessing`` declaration (as for ``package.module:factory``
+    specs) or visum's no-crop default, with the parts in a ``preprocessing`` mapping (keys
+    among input_size, crop_ratio, resize, interpolation, mean, std) put over it. Class names:
+    ``class_names``, else the module's ``class_names`` attribute. The fingerprint (cache key)
+    hashes the weights, so a retrained module never reuses another's cached masks.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
+    spec = f"module:{type(module).__module__}.{type(module).__qualname__}"
+    if isinstance(preprocessing, Preprocessing):
+        pre = preprocessing
+    else:
+        given = dict(preprocessing or {})
+        unknown = set(given) - set(OVERRIDABLE)
+        if unknown:
+            raise ConfigError(f"preprocessing: unknown key(s) {', '.join(sorted(unknown))} "
+                              f"(keys: {', '.join(OVERRIDABLE)})")
+        _check_overrides(**{k: given.get(k) for k in OVERRIDABLE})
+        pre = _override(_declared_preprocessing(module, spec), **given)
+    names = list(class_names) if class_names is not None else getattr(module, "class_names", None)
+    if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+        raise ConfigError("class_names must be a list of strings")
+    extras: dict = {"source": "module"}
+    if names is not None:
+        names = list(names)
+        extras["class_names_source"] = "class_names given" if class_names is not None else "the module's class_names"
+    return _ready(module, spec, pre, names, hash_module(module), extras, _check_device(device))
 
 
 def load_configured_model(model_config, device: str = "cpu", cache_root: Path | None = None) -> LoadedModel:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING
 
-from visum.evaluate.summaries import GroundTruthScores, SummaryScore
+if TYPE_CHECKING:  # the scores are computed by visum.evaluate; this module only shows them
+    from visum.evaluate.summaries import GroundTruthScores, SummaryScore
 
 __all__ = ["ground_truth_section", "summary_ground_truth"]
 

@@ -15,16 +15,19 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from visum.atomic import write_text_atomic
-from visum.evaluate.summaries import scores_for_report
 from visum.manifest import ImageRecord, Manifest, SummaryRecord
 from visum.report.ground_truth import ground_truth_section, summary_ground_truth
 from visum.report.summary_image import as_rgb_uint8
+
+if TYPE_CHECKING:
+    from visum.evaluate.summaries import GroundTruthScores
 
 __all__ = ["write_report", "render_report"]
 
@@ -201,6 +204,20 @@ def _read_mask(path: Path) -> np.ndarray | None:
     except (OSError, ValueError):
         return None
     return m > (127 if m.max(initial=0) > 1 else 0)
+
+
+def _mask_of(source: np.ndarray | str | os.PathLike, run_dir: Path) -> np.ndarray | None:
+    """A mask given in memory (float in ``[0, 1]``, as masks/NNNN.png stores it) or as a file -> bool."""
+    if isinstance(source, np.ndarray):
+        return np.round(np.asarray(source, dtype=np.float64) * 255) > 127
+    return _read_mask(_resolve(source, run_dir))
+
+
+def _picture_of(source: np.ndarray | str | os.PathLike, run_dir: Path) -> _Embedded | None:
+    """A picture given in memory or as a file, ready to embed."""
+    if isinstance(source, np.ndarray):
+        return _embed_array(source)
+    return _embed_file(_resolve(source, run_dir))
 
 
 def _thumbnail_from_file(path: Path, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
@@ -429,10 +446,11 @@ def render_report(
     manifest: Manifest,
     run_dir: Path,
     *,
-    summary_pngs: Mapping[int, Path],
-    mask_pngs: Mapping[int, Path] | None = None,
+    summary_pictures: Mapping[int, np.ndarray | Path] | None = None,
+    masks: Mapping[int, np.ndarray | Path] | None = None,
     thumbnails: Mapping[int, np.ndarray] | None = None,
     inputs: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    ground_truth: GroundTruthScores | None = None,
     title: str = "visum report",
 ) -> str:
     """The report page as a string; see :func:`write_report`."""
@@ -441,18 +459,18 @@ def render_report(
 
     pictures: dict[int, _Embedded | None] = {}
     for s in manifest.summaries:
-        src = summary_pngs.get(s.id) if summary_pngs else None
+        src = summary_pictures.get(s.id) if summary_pictures else None
         if src is None and s.image:
             src = s.image
-        pictures[s.id] = _embed_file(_resolve(src, run_dir)) if src is not None else None
+        pictures[s.id] = _picture_of(src, run_dir) if src is not None else None
 
     thumbs: dict[int, _Embedded] = {}
     for im in manifest.images:
         thumb = thumbnails.get(im.id) if thumbnails else None
-        mask_src = mask_pngs.get(im.id) if mask_pngs else None
-        if mask_src is None and im.mask and mask_pngs is None:
+        mask_src = masks.get(im.id) if masks else None
+        if mask_src is None and im.mask and masks is None:
             mask_src = im.mask
-        mask = _read_mask(_resolve(mask_src, run_dir)) if mask_src is not None else None
+        mask = _mask_of(mask_src, run_dir) if mask_src is not None else None
         if thumb is None:
             thumb = _thumbnail_from_file(_resolve(im.path, run_dir))
         if thumb is not None:
@@ -465,7 +483,7 @@ def render_report(
     kept = [s for s in manifest.summaries if s.kept]
     discarded = [s for s in manifest.summaries if not s.kept]
     parts = [_header(manifest, title), _warnings(manifest)]
-    truth = scores_for_report(manifest, run_dir)  # None unless the images carry parts ground truth
+    truth = ground_truth  # scored by visum.evaluate.summaries when the images carry parts ground truth
     truth_of = {s.id: s for s in truth.summaries} if truth is not None else {}
     if truth is not None:
         parts.append(ground_truth_section(truth))
@@ -512,27 +530,30 @@ def write_report(
     manifest: Manifest,
     run_dir: Path,
     *,
-    summary_pngs: dict[int, Path],
-    mask_pngs: dict[int, Path] | None = None,
-    thumbnails: dict[int, np.ndarray] | None = None,
-    inputs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    summary_pictures: Mapping[int, np.ndarray | Path] | None = None,
+    masks: Mapping[int, np.ndarray | Path] | None = None,
+    thumbnails: Mapping[int, np.ndarray] | None = None,
+    inputs: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    ground_truth: GroundTruthScores | None = None,
     title: str = "visum report",
 ) -> Path:
     """Write ``run_dir/report.html``, one self-contained page, and return its path.
 
-    ``summary_pngs`` maps ``SummaryRecord.id`` to its grid PNG (kept and discarded clusters
-    alike; a missing entry falls back to ``SummaryRecord.image``, then to "no image").
-    ``mask_pngs`` maps ``ImageRecord.id`` to its saliency mask PNG (when ``None``,
-    ``ImageRecord.mask`` is used). ``thumbnails`` maps ``ImageRecord.id`` to a small RGB
-    array, embedded at its own size (the mask, resized to it, is overlaid); without one,
+    ``summary_pictures`` maps ``SummaryRecord.id`` to its grid, an RGB array or a picture file
+    (kept and discarded clusters alike; a missing entry falls back to the file
+    ``SummaryRecord.image``, then to "no image"). ``masks`` maps ``ImageRecord.id`` to its
+    saliency mask at the original size, an array in ``[0, 1]`` or a mask PNG (when ``None``,
+    the file ``ImageRecord.mask`` is read). ``thumbnails`` maps ``ImageRecord.id`` to a small
+    RGB array, embedded at its own size (the mask, resized to it, is overlaid); without one,
     a thumbnail is made from ``ImageRecord.path`` when that file can be read. ``inputs`` maps
     a few ``ImageRecord.id`` to (the image with the model's crop outlined, the model's view),
-    shown beside the preprocessing. Relative
-    paths are looked up in ``run_dir`` first. The file is written atomically.
+    shown beside the preprocessing. ``ground_truth``: the scores of
+    :func:`visum.evaluate.summaries.scores_for_report`, shown when given. Relative paths are
+    looked up in ``run_dir`` first. The file is written atomically.
     """
     run_dir = Path(run_dir)
     page = render_report(
-        manifest, run_dir, summary_pngs=summary_pngs, mask_pngs=mask_pngs, thumbnails=thumbnails, inputs=inputs,
-        title=title,
+        manifest, run_dir, summary_pictures=summary_pictures, masks=masks, thumbnails=thumbnails, inputs=inputs,
+        ground_truth=ground_truth, title=title,
     )
     return write_text_atomic(run_dir / "report.html", page)
