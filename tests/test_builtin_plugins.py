@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from skimage.metrics import structural_similarity
 
 import visum.hookspecs
-from visum.components import KINDS, PROTOCOLS
+from visum.components import KIND, KINDS
 from visum_plugins.clusterers.affinity_propagation import (
     AffinityPropagation,
     AffinityPropagationOptions,
@@ -66,7 +66,7 @@ def test_registry_entry_is_a_working_plugin(entry):
     instance = cls(options)
     if entry["kind"] == "clusterer":
         instance.fit(sp.csr_matrix((0, 0)))  # labels_ exists once fitted
-    assert isinstance(instance, PROTOCOLS[entry["kind"]])
+    assert isinstance(instance, KIND[entry["kind"]].protocol)
 
 
 def test_registry_covers_every_kind():

@@ -23,6 +23,7 @@ Conventions shared by every kind
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, Sequence, runtime_checkable
 
@@ -30,7 +31,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 Kind = Literal["saliency", "proposer", "matcher", "clusterer", "scorer"]
-KINDS: tuple[Kind, ...] = ("saliency", "proposer", "matcher", "clusterer", "scorer")
 
 
 class Options(BaseModel):
@@ -159,17 +159,34 @@ class Scorer(Protocol):
     def score(self, clusters: Sequence[Sequence[np.ndarray]]) -> list[ClusterQuality]: ...
 
 
-PROTOCOLS: dict[Kind, type] = {
-    "saliency": SaliencyMethod,
-    "proposer": Proposer,
-    "matcher": Matcher,
-    "clusterer": Clusterer,
-    "scorer": Scorer,
-}
-METHODS: dict[Kind, tuple[str, ...]] = {
-    "saliency": ("explain",),
-    "proposer": ("propose",),
-    "matcher": ("describe", "match"),
-    "clusterer": ("fit",),
-    "scorer": ("score",),
-}
+@dataclass(frozen=True)
+class KindSpec:
+    """One component kind: everything that differs between kinds, declared once (:data:`KIND_TABLE`)."""
+
+    kind: Kind
+    stage: str  # what it does in the pipeline (CLI help, docs)
+    protocol: type  # the interface a component must offer
+    methods: tuple[str, ...]  # the protocol's methods the catalogue checks for
+    hook: str  # the hook of visum.hookspecs that hands out its components
+    default: str  # the component the default pipeline uses
+    why_default: str = ""  # where the default was chosen
+
+
+#: The five kinds in pipeline order. The hook specs (:mod:`visum.hookspecs`), the run
+#: configuration's component fields (:mod:`visum.config`), the catalogue's checks
+#: (:mod:`visum.plugins`) and the component flags of every command (:mod:`visum.cli`) derive from it.
+KIND_TABLE: tuple[KindSpec, ...] = (
+    KindSpec("saliency", "saliency mask per image", SaliencyMethod, ("explain",), "register_saliency_methods",
+             "crisp", "the paper's eq. 2, chosen over gradient on the dev worlds, docs/benchmark.md"),
+    KindSpec("proposer", "object proposals per image", Proposer, ("propose",), "register_proposers",
+             "selective-search", "the paper's"),
+    KindSpec("matcher", "matching every pair of images (Q_ij)", Matcher, ("describe", "match"), "register_matchers",
+             "hog", "chosen on the parts world, docs/summaries.md"),
+    KindSpec("clusterer", "clustering Corr''", Clusterer, ("fit",), "register_clusterers",
+             "hdbscan", "chosen by measured purity on the parts world, docs/summaries.md"),
+    KindSpec("scorer", "discarding unreliable clusters", Scorer, ("score",), "register_scorers",
+             "ssim", "the paper's SSIM rule"),
+)
+KINDS: tuple[Kind, ...] = tuple(k.kind for k in KIND_TABLE)
+KIND: dict[str, KindSpec] = {k.kind: k for k in KIND_TABLE}
+assert KINDS == typing.get_args(Kind), "Kind and KIND_TABLE name the same kinds, in the same order"

@@ -16,7 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from visum.atomic import write_text_atomic
-from visum.components import KINDS
+from visum.components import KIND, KINDS
 from visum.errors import ConfigError
 
 #: how a summary member's box is removed to measure reliance (visum.summary_reliance)
@@ -103,6 +103,13 @@ class SummariesConfig(_Section):
                     "tiny part is seen in its surroundings (0 = the region and a thin margin only).")
 
 
+def _component_field(kind: str):
+    spec = KIND[kind]
+    why = f": {spec.why_default}" if spec.why_default else ""
+    return Field(spec.default, description=f"{spec.stage[0].upper()}{spec.stage[1:]}: a {kind} plugin, `visum plugins --kind {kind}`; "
+                                           f"default {spec.default}{why}.")
+
+
 class RunConfig(_Section):
     """Everything that determines a run's result (``out`` and caching aside)."""
 
@@ -110,12 +117,12 @@ class RunConfig(_Section):
     images: Path | None = Field(None, description="Folder of images of the target class; none = the parts benchmark.")
     benchmark_images: int = Field(30, ge=2, description="How many parts-benchmark images the default run generates.")
     target: str | None = Field(None, description="Class index or name; default: the parts benchmark's main class.")
-    saliency: str = Field("crisp", description="Saliency plugin. crisp (the paper's eq. 2) was chosen on the dev worlds "
-                          "by a rule fixed in advance (docs/benchmark.md); gradient is 10-20x faster.")
-    proposer: str = "selective-search"
-    matcher: str = "hog"
-    clusterer: str = "hdbscan"
-    scorer: str = "ssim"
+    # one field per kind of visum.components.KIND_TABLE, its default and description taken from there
+    saliency: str = _component_field("saliency")
+    proposer: str = _component_field("proposer")
+    matcher: str = _component_field("matcher")
+    clusterer: str = _component_field("clusterer")
+    scorer: str = _component_field("scorer")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Component options by kind.")
     regions: RegionsConfig = Field(default_factory=RegionsConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
@@ -147,6 +154,9 @@ class RunConfig(_Section):
 
 def _one_line(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+assert all(RunConfig.model_fields[k].default == KIND[k].default for k in KINDS), "a field per kind, from KIND_TABLE"
 
 
 def make_config(data: dict[str, Any]) -> RunConfig:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import pluggy
 
+from visum.components import KIND_TABLE
+
 hookspec = pluggy.HookspecMarker("visum")
 hookimpl = pluggy.HookimplMarker("visum")
 
@@ -63,10 +65,5 @@ def register_scorers():
     """
 
 
-HOOK_OF_KIND = {
-    "saliency": "register_saliency_methods",
-    "proposer": "register_proposers",
-    "matcher": "register_matchers",
-    "clusterer": "register_clusterers",
-    "scorer": "register_scorers",
-}
+HOOK_OF_KIND = {k.kind: k.hook for k in KIND_TABLE}
+assert all(callable(globals().get(hook)) for hook in HOOK_OF_KIND.values()), "every kind's hook is declared above"

@@ -35,7 +35,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from visum import hookspecs
-from visum.components import KINDS, METHODS, Kind
+from visum.components import KIND, KINDS, Kind
 from visum.errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "visum"
@@ -207,7 +207,7 @@ def _check_component(kind: Kind, cls: Any, plugin: str, source: str) -> None:
     options = getattr(cls, "Options", None)
     if not (inspect.isclass(options) and issubclass(options, BaseModel)):
         raise PluginError(f"{kind} plugin '{name}' from {plugin}: Options must be a pydantic model class")
-    for method in METHODS[kind]:
+    for method in KIND[kind].methods:
         if not callable(getattr(cls, method, None)):
             raise PluginError(f"{kind} plugin '{name}' from {plugin} has no method {method}()")
 

@@ -11,6 +11,7 @@ exit status 2.
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,12 +55,7 @@ class TqdmReporter:
         typer.echo(f"visum: warning: {message}", err=True)
 
 
-# The pipeline flags of the commands that run the pipeline over many models or worlds (experiments, benchmark)
-Saliency = Annotated[str | None, typer.Option("--saliency", help="Saliency plugin (default crisp; gradient is 10-20x faster).")]
-Proposer = Annotated[str | None, typer.Option("--proposer", help="Proposal plugin (default selective-search).")]
-Matcher = Annotated[str | None, typer.Option("--matcher", help="Matcher plugin (default hog).")]
-Clusterer = Annotated[str | None, typer.Option("--clusterer", help="Clustering plugin (default hdbscan, as visum run).")]
-Scorer = Annotated[str | None, typer.Option("--scorer", help="Scoring plugin (default ssim).")]
+# The flags of the commands that run the pipeline; the component flags come from KIND_TABLE (with_component_flags)
 Opts = Annotated[list[str] | None, typer.Option("--opt", help="Plugin option KIND.KEY=VALUE, repeatable.")]
 Workers = Annotated[int | None, typer.Option("--workers", help="Processes for all-pairs matching.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size")]
@@ -102,6 +98,39 @@ def with_model_flags(command):
     wrapper.__signature__ = signature.replace(parameters=own + added)
     wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
     return wrapper
+
+
+def with_component_flags(command=None, *, role: str = ""):
+    """Give a typer command one flag per component kind (``--saliency``, ``--proposer``, ... from
+    :data:`visum.components.KIND_TABLE`); it receives them as ``components`` (kind -> name or
+    ``None``), in place of its own ``components`` parameter. ``role`` prefixes the help ("Base")."""
+    import functools
+    import inspect
+
+    from visum.components import KIND_TABLE
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)  # string annotations -> Annotated[..., Option]
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in signature.parameters.values() if p.name != "components"]
+        added = [
+            inspect.Parameter(k.kind, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+                str | None, typer.Option(f"--{k.kind}", help=f"{role + ' ' + k.kind if role else k.kind.capitalize()} plugin: {k.stage} "
+                                         f"(default {k.default}; see `visum plugins --kind {k.kind}`).")])
+            for k in KIND_TABLE
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            components = {k.kind: kwargs.pop(k.kind, None) for k in KIND_TABLE}
+            return command(**kwargs, components=components)
+
+        wrapper.__signature__ = signature.replace(parameters=own + added)
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
+        return wrapper
+
+    return decorate(command) if command is not None else decorate
 
 
 def _config_from_flags(config_file: Path | None, flags: dict[str, Any], opts: list[str]):

@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from visum.cli import TqdmReporter, _config_from_flags, app
+from visum.cli import TqdmReporter, _config_from_flags, app, with_component_flags
 from visum.errors import ConfigError
 
 
 @app.command()
+@with_component_flags(role="Base")
 def ablate(
     vary: Annotated[list[str] | None, typer.Option("--vary", help="KEY=V1,V2,... repeatable: KIND=NAME,... (a component), KIND.KEY=... (its option) or any run setting (seed=0,1).")] = None,
     grid: Annotated[bool, typer.Option("--grid", help="Every combination of the --vary values instead of one change at a time.")] = False,
@@ -21,11 +22,6 @@ def ablate(
     model: Annotated[str | None, typer.Option("--model", help="Model specification, as for `visum run`.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Weights, as for `visum run`.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="Class to explain, as for `visum run`.")] = None,
-    saliency: Annotated[str | None, typer.Option("--saliency", help="Base saliency plugin.")] = None,
-    proposer: Annotated[str | None, typer.Option("--proposer", help="Base proposer plugin.")] = None,
-    matcher: Annotated[str | None, typer.Option("--matcher", help="Base matcher plugin.")] = None,
-    clusterer: Annotated[str | None, typer.Option("--clusterer", help="Base clusterer plugin.")] = None,
-    scorer: Annotated[str | None, typer.Option("--scorer", help="Base scorer plugin.")] = None,
     opt: Annotated[list[str] | None, typer.Option("--opt", help="Base plugin option KIND.KEY=VALUE, repeatable.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed of the base configuration.")] = None,
     benchmark_images: Annotated[int | None, typer.Option("--benchmark-images", help="Parts-benchmark images when --images is not given.")] = None,
@@ -37,6 +33,7 @@ def ablate(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute everything (variants then share nothing).")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    components: dict | None = None,
 ) -> None:
     """Run the pipeline for every variant, score the summaries against ground truth, write ablation.md/.csv/.json."""
     from visum.ablate import (
@@ -50,8 +47,7 @@ def ablate(
     if not vary:
         raise ConfigError("nothing to ablate: give at least one --vary KEY=V1,V2 (e.g. --vary clusterer=ap,agglomerative)")
     flags = {
-        "images": images, "model": model, "weights": weights, "target": target, "saliency": saliency,
-        "proposer": proposer, "matcher": matcher, "clusterer": clusterer, "scorer": scorer, "seed": seed,
+        "images": images, "model": model, "weights": weights, "target": target, **components, "seed": seed,
         "benchmark_images": benchmark_images, "workers": workers, "batch_size": batch_size, "device": device,
     }
     base = _config_from_flags(config, flags, opt or [])

@@ -8,31 +8,23 @@ import typer
 
 from visum.cli import (
     BatchSize,
-    Clusterer,
-    Matcher,
     Opts,
-    Proposer,
     Quiet,
-    Saliency,
-    Scorer,
     TqdmReporter,
     Workers,
     _config_from_flags,
     app,
+    with_component_flags,
 )
 from visum.errors import ConfigError
 
 
 @app.command()
+@with_component_flags
 def benchmark(
     worlds: str = typer.Option("dev", "--worlds", help="dev, test, all, or comma-separated world names (see `visum worlds list`)."),
     models: str = typer.Option("cnn,resnet,vit", "--models", help="Architectures trained on each world: cnn, resnet, vit."),
     images: int = typer.Option(30, "--images", min=3, help="Held-out images of each world's main class to explain."),
-    saliency: Saliency = None,
-    proposer: Proposer = None,
-    matcher: Matcher = None,
-    clusterer: Clusterer = None,
-    scorer: Scorer = None,
     opt: Opts = None,
     config: Path | None = typer.Option(None, "--config", help="A run.toml to start from; flags override it."),
     seed: int | None = typer.Option(None, "--seed", help="Pipeline seed."),
@@ -42,6 +34,7 @@ def benchmark(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained models stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: Quiet = False,
+    components: dict | None = None,
 ) -> None:
     """Run one pipeline configuration on worlds x models and score it against what each model relies on."""
     from visum.benchmark.models import ARCHITECTURES
@@ -61,7 +54,7 @@ def benchmark(
     archs = [m.strip() for m in models.split(",") if m.strip()]
     if not archs or any(a not in ARCHITECTURES for a in archs):
         raise ConfigError(f"bad --models '{models}': use names among {', '.join(ARCHITECTURES)}")
-    flags = dict(saliency=saliency, proposer=proposer, matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed,
+    flags = dict(**components, seed=seed,
                  workers=workers, batch_size=batch_size)
     base = _config_from_flags(config, flags, opt or [])
     root = Path(cache_dir) if cache_dir else default_cache_dir()

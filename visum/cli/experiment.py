@@ -6,20 +6,18 @@ from pathlib import Path
 
 import typer
 
+from visum.components import KINDS
+
 from visum.cli import (  # the pipeline flags the experiments share with `visum benchmark`
     BatchSize,
-    Clusterer,
     Device,
-    Matcher,
     Opts,
-    Proposer,
     Quiet,
-    Saliency,
-    Scorer,
     TqdmReporter,
     Workers,
     _config_from_flags,
     app,
+    with_component_flags,
 )
 
 experiment_app = typer.Typer(help="The paper's experiments: summaries against accuracy (4.3), specialisation (4.4).")
@@ -31,13 +29,13 @@ _MODEL_HELP = ("parts (the shipped CNN), parts:RECIPE (a parts CNN trained once 
 
 
 
-def _base_config(saliency, proposer, matcher, clusterer, scorer, opt, seed, workers, batch_size, device):
-    flags = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
-             "scorer": scorer, "seed": seed, "workers": workers, "batch_size": batch_size, "device": device}
+def _base_config(components, opt, seed, workers, batch_size, device):
+    flags = {**components, "seed": seed, "workers": workers, "batch_size": batch_size, "device": device}
     return _config_from_flags(None, flags, opt or [])
 
 
 @experiment_app.command("summaries-vs-accuracy")
+@with_component_flags
 def summaries_vs_accuracy_cmd(
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP + " Default: the --ladder."),
     ladder: str = typer.Option("default", "--ladder", help="Preset list of parts models: default (5 models) or tiny (2, for smoke tests)."),
@@ -46,11 +44,6 @@ def summaries_vs_accuracy_cmd(
     images_per_class: int = typer.Option(30, "--images-per-class", min=2, help="Correctly classified images each class is explained on."),
     pool_per_class: int = typer.Option(240, "--pool-per-class", min=2, help="Parts: fresh images per class to pick them from."),
     held_out_per_class: int = typer.Option(200, "--held-out-per-class", min=1, help="Parts: held-out images per class (seed 999)."),
-    saliency: Saliency = None,
-    proposer: Proposer = None,
-    matcher: Matcher = None,
-    clusterer: Clusterer = None,
-    scorer: Scorer = None,
     opt: Opts = None,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline and of the images drawn."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes (part of their cache key)."),
@@ -61,6 +54,7 @@ def summaries_vs_accuracy_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained recipes stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: Quiet = False,
+    components: dict | None = None,
 ) -> None:
     """Sec. 4.3 / Table 3: held-out accuracy and mean kept summaries per class of several models, Spearman's rho."""
     from visum.cache import Cache
@@ -68,7 +62,7 @@ def summaries_vs_accuracy_cmd(
     from visum.experiments.report import accuracy_figure, accuracy_markdown, write_json
     from visum.experiments.run import summaries_vs_accuracy
 
-    base = _base_config(saliency, proposer, matcher, clusterer, scorer, opt, seed, workers, batch_size, device)
+    base = _base_config(components, opt, seed, workers, batch_size, device)
     refs = [parse_model_ref(m) for m in model] if model else ladder_refs(ladder)
     cache = Cache(cache_dir, enabled=not no_cache)
     report = summaries_vs_accuracy(
@@ -86,6 +80,7 @@ def summaries_vs_accuracy_cmd(
 
 
 @experiment_app.command("specialise")
+@with_component_flags
 def specialise_cmd(
     model: list[str] = typer.Option(["parts", "parts:w8-e2-n400", "parts:w8-e3-n400"], "--model", help=_MODEL_HELP),
     images: Path | None = typer.Option(None, "--images", help="Non-parts models: folder of class subfolders, split into train/validation/test."),
@@ -95,11 +90,6 @@ def specialise_cmd(
     test_per_class: int = typer.Option(400, "--test-per-class", min=1, help="Parts: images per class for the reported accuracy."),
     svm_c: float = typer.Option(1.0, "--svm-c", min=0.0, help="C of every linear SVM."),
     steps: int = typer.Option(21, "--steps", min=2, help="Grid of lambda in [0, 1]."),
-    saliency: Saliency = None,
-    proposer: Proposer = None,
-    matcher: Matcher = None,
-    clusterer: Clusterer = None,
-    scorer: Scorer = None,
     opt: Opts = None,
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline, the images/splits and the SVMs."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes."),
@@ -110,6 +100,7 @@ def specialise_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute pipeline stages (trained recipes stay cached)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: Quiet = False,
+    components: dict | None = None,
 ) -> None:
     """Sec. 4.4: a linear SVM per summary, combined with the softmax; accuracy before and after on held-out images."""
     from dataclasses import asdict
@@ -124,7 +115,7 @@ def specialise_cmd(
         shares = tuple(float(v) for v in fractions.split(","))
     except ValueError:
         raise ConfigError(f"bad --fractions {fractions!r}: expected three numbers, e.g. 0.4,0.2,0.4") from None
-    base = _base_config(saliency, proposer, matcher, clusterer, scorer, opt, seed, workers, batch_size, device)
+    base = _base_config(components, opt, seed, workers, batch_size, device)
     cache = Cache(cache_dir, enabled=not no_cache)
     reporter = TqdmReporter(quiet)
     results = []
@@ -140,7 +131,7 @@ def specialise_cmd(
     out.mkdir(parents=True, exist_ok=True)
     (out / "specialise.md").write_text(text + "\n", "utf-8")
     write_json({"results": [asdict(r) for r in results], "seed": base.seed, "components":
-                {k: base.component(k) for k in ("saliency", "proposer", "matcher", "clusterer", "scorer")},
+                {k: base.component(k) for k in KINDS},
                 "options": base.options}, out / "specialise.json")
     typer.echo(text)
     typer.echo(f"table: {(out / 'specialise.md').resolve()}")

@@ -12,22 +12,20 @@ from visum.cli import (
     TqdmReporter,
     _config_from_flags,
     app,
+    with_component_flags,
     with_model_flags,
 )
+from visum.components import KINDS
 from visum.errors import ConfigError
 
 
 @app.command()
 @with_model_flags
+@with_component_flags
 def run(
     images: Path | None = typer.Option(None, "--images", help="Folder of images of the target class (every file in it is used). Default: generate the parts benchmark."),
     model: str | None = typer.Option(None, "--model", help="efficientnet-lite0|1|2, torchvision:NAME (with --weights), timm:NAME, a TorchScript *.pt or torch.export *.pt2 file, package.module:factory, or 'parts' (default)."),
     target: str | None = typer.Option(None, "--target", help="Class to explain: index or name (e.g. 'tabby cat'). Default: the parts benchmark's main class."),
-    saliency: str | None = typer.Option(None, "--saliency", help="Saliency plugin (see `visum plugins`)."),
-    proposer: str | None = typer.Option(None, "--proposer", help="Object proposal plugin."),
-    matcher: str | None = typer.Option(None, "--matcher", help="Proposal matching plugin."),
-    clusterer: str | None = typer.Option(None, "--clusterer", help="Clustering plugin."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Cluster scoring plugin."),
     opt: list[str] = typer.Option([], "--opt", help="Plugin option KIND.KEY=VALUE, repeatable (e.g. --opt clusterer.preference=0.2)."),
     config: Path | None = typer.Option(None, "--config", help="A run.toml to start from; flags override it."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed: the same inputs and seed give the same manifest."),
@@ -41,6 +39,7 @@ def run(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     model_flags: dict | None = None,
+    components: dict | None = None,
 ) -> None:
     """Explain one class: saliency → regions → proposals → matching → pruning → clustering → scoring → summaries."""
     from visum.cache import Cache
@@ -49,8 +48,7 @@ def run(
     flags = dict(
         images=images, model=model, target=target,
         **model_flags,
-        saliency=saliency, proposer=proposer,
-        matcher=matcher, clusterer=clusterer, scorer=scorer, seed=seed, batch_size=batch_size, device=device,
+        **components, seed=seed, batch_size=batch_size, device=device,
         workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
     )
     cfg = _config_from_flags(config, flags, opt)
@@ -102,7 +100,7 @@ def masks(
 
 @app.command()
 def plugins(
-    kind: str | None = typer.Option(None, "--kind", help="Only this kind: saliency, proposer, matcher, clusterer or scorer."),
+    kind: str | None = typer.Option(None, "--kind", help=f"Only this kind ({', '.join(KINDS)})."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable listing."),
 ) -> None:
     """List every component visum can use, with its kind, source, options and defaults.
@@ -110,7 +108,6 @@ def plugins(
     Third-party plugins that failed to load are listed at the end with their errors;
     VISUM_LOAD_PLUGINS=name,... loads only the named ones.
     """
-    from visum.components import KINDS
     from visum.plugins import LOAD_PLUGINS_ENV, get_catalogue
 
     if kind is not None and kind not in KINDS:

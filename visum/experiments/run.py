@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from visum.cache import Cache, make_key
+from visum.components import KINDS
 from visum.config import RunConfig
 from visum.errors import ConfigError
 from visum.experiments.accuracy import (
@@ -274,7 +275,7 @@ def summaries_vs_accuracy(
         rows, spearman(acc, [r.mean_kept for r in rows]), spearman(acc, [r.mean_clusters for r in rows]),
         spearman(acc, [r.mean_kept_explained for r in rows]),
         spearman([r.salient_area for r in rows], [r.mean_kept_explained for r in rows]),
-        {kind: base.component(kind) for kind in ("saliency", "proposer", "matcher", "clusterer", "scorer")},
+        {kind: base.component(kind) for kind in KINDS},
         {"images_per_class": images_per_class, "pool_per_class": pool_per_class,
          "held_out_per_class": held_out_per_class, "seed": base.seed, "options": base.options,
          "threads": threads},
