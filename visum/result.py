@@ -88,8 +88,14 @@ class Result:
                                   ground_truth=ground_truth)
         return self.report
 
-    def _repr_html_(self) -> str:
-        """The kept summaries, each its picture and reliance, for a notebook."""
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"<visum.Result: {len(self.kept)} summaries kept of {len(m.summaries)} clusters, "
+                f"{sum(im.used for im in m.images)} of {len(m.images)} images used, target "
+                f"{m.model.target_name or m.model.target_index!r}, model {m.model.spec}>")
+
+    def _repr_html_(self, max_shown: int = 12) -> str:
+        """The kept summaries (the first ``max_shown``), each its picture and reliance, for a notebook."""
         m = self.manifest
         head = (f"<p><b>visum</b>: {len(self.kept)} summaries kept of {len(m.summaries)} clusters, "
                 f"{sum(im.used for im in m.images)} of {len(m.images)} images used, target "
@@ -97,19 +103,24 @@ class Result:
                 f"<code>{html.escape(m.model.spec)}</code></p>")
         warnings = "".join(f"<p style='color:#a40'>&#9888; {html.escape(w.message)}</p>" for w in m.warnings)
         cards = []
-        for s in self.kept:
+        for s in self.kept[:max_shown]:
             picture = self.summary_pictures.get(s.id)
             img = ""
             if picture is not None:
                 from visum.report.summary_image import as_rgb_uint8
 
-                buf = io.BytesIO()
-                Image.fromarray(as_rgb_uint8(picture)).save(buf, format="PNG")
-                img = f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}' style='max-width:100%'>"
+                small = Image.fromarray(as_rgb_uint8(picture))
+                small.thumbnail((640, 640), Image.Resampling.LANCZOS)  # a notebook shows it small and as JPEG;
+                buf = io.BytesIO()                                      # save() keeps the whole PNG
+                small.convert("RGB").save(buf, format="JPEG", quality=85)
+                img = f"<img src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}' style='max-width:100%'>"
             reliance = "" if s.reliance is None else f", reliance {s.reliance:.2f}"
             cards.append(f"<div style='margin:8px 0'><b>summary {s.id}</b>: {len(s.members)} members, "
                          f"{len({mem.image for mem in s.members})} images{reliance}<br>{img}</div>")
-        return head + warnings + ("".join(cards) or "<p>No cluster was reliable enough to become a summary.</p>")
+        more = (f"<p>… and {len(self.kept) - max_shown} more: <code>result.kept</code>, or "
+                f"<code>result.save(folder)</code> for the whole report.</p>") if len(self.kept) > max_shown else ""
+        return (head + warnings + ("".join(cards) or "<p>No cluster was reliable enough to become a summary.</p>")
+                + more)
 
 
 # --------------------------------------------------------------------------- building a result

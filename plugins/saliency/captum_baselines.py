@@ -63,19 +63,16 @@ import warnings
 from typing import Literal
 
 import torch
-from captum._utils.common import _register_backward_hook
-from captum.attr import (
-    GuidedBackprop,
-    IntegratedGradients,
-    NoiseTunnel,
-    Occlusion,
-    Saliency,
-)
 from pydantic import Field, model_validator
 
 from visum import Component, Options, hookimpl
 from visum.filters import gaussian_blur
 from visum_plugins.saliency.gradient import SMOOTH_TRUNCATE, max_over_channels, normalise_by_quantile, quantile_field
+
+with warnings.catch_warnings():  # captum imports tqdm.auto, which warns in a notebook that has no ipywidgets
+    warnings.simplefilter("ignore")
+    from captum._utils.common import _register_backward_hook
+    from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
 __all__ = [
     "IntegratedGradientsOptions",

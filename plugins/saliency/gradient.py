@@ -15,13 +15,17 @@ gradient pixels from squashing the rest of the map towards 0.
 
 from __future__ import annotations
 
+import warnings
 
 import torch
-from captum.attr import Saliency
 from pydantic import Field
 
 from visum import Component, Options, hookimpl
 from visum.filters import gaussian_blur
+
+with warnings.catch_warnings():  # captum imports tqdm.auto, which warns in a notebook that has no ipywidgets
+    warnings.simplefilter("ignore")
+    from captum.attr import Saliency
 
 __all__ = [
     "GradientOptions",

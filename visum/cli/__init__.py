@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from visum import __version__
 from visum.errors import ConfigError, VisumError
