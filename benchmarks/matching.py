@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from visum.data.parts import make_dataset
-from visum.matching import MatchJob, match_all_pairs, resolve_workers
+from visum.stages.matching import MatchJob, match_all_pairs, resolve_workers
 from visum.plugins import get_catalogue
-from visum.regions import assemble_corr
+from visum.stages.regions import assemble_corr
 
 
 def images(n: int, side: int = 224) -> list[np.ndarray]:

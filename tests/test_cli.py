@@ -61,7 +61,7 @@ def test_gradient_run_produces_at_least_two_kept_summaries(gradient_run):
 
 
 def test_kept_summaries_carry_the_models_reliance_and_come_most_relied_on_first(gradient_run):
-    from visum.summary_reliance import ratio_of_sums
+    from visum.stages.reliance import ratio_of_sums
 
     m = load_manifest(gradient_run)
     kept = m.kept_summaries

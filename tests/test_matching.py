@@ -5,7 +5,7 @@ import pytest
 
 from visum import Component
 from visum.errors import PluginError
-from visum.matching import MatchJob, match_all_pairs
+from visum.stages.matching import MatchJob, match_all_pairs
 from visum.plugins import ComponentInfo
 
 

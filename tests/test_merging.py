@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from visum.merging import MergeRule, colocation, merge_by_features, merge_same_part
+from visum.stages.merging import MergeRule, colocation, merge_by_features, merge_same_part
 
 PART_BOX = {"eye": [10, 10, 20, 20], "tail": [60, 60, 80, 80], "whole": [0, 0, 100, 100]}
 

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from visum.geometry import intersection_areas
-from visum.regions import (
+from visum.stages.regions import (
     assemble_corr,
     assign_to_regions,
     binarize,
@@ -97,7 +97,7 @@ def test_assemble_corr_is_symmetric_sparse_and_block_placed():
 
 
 def test_assign_to_region_pixels_needs_the_proposal_filled_by_the_region():
-    from visum.regions import assign_to_region_pixels
+    from visum.stages.regions import assign_to_region_pixels
 
     ring = np.zeros((40, 40), bool)
     ring[5:35, 5:35] = True

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from visum.summary_reliance import REMOVALS, blur_boxes, box_masks, fill_boxes, member_drops, ratio_of_sums, remove_boxes
+from visum.stages.reliance import REMOVALS, blur_boxes, box_masks, fill_boxes, member_drops, ratio_of_sums, remove_boxes
 
 
 class PatchDetector(torch.nn.Module):

@@ -19,7 +19,7 @@ from visum.atomic import write_text_atomic
 from visum.components import KIND, KINDS
 from visum.errors import ConfigError
 
-#: how a summary member's box is removed to measure reliance (visum.summary_reliance)
+#: how a summary member's box is removed to measure reliance (visum.stages.reliance)
 Removal = Literal["blur", "fill"]
 
 
@@ -87,7 +87,7 @@ class SummariesConfig(_Section):
                                                                 "members of both clusters overlap.")
     min_reliance: float = Field(
         0.2, description="A summary is discarded when removing its members' parts takes less than this share of the "
-                         "target's probability (visum.summary_reliance): the model does not rely on it. 0.2 follows "
+                         "target's probability (visum.stages.reliance): the model does not rely on it. 0.2 follows "
                          "the worlds benchmark's fixed 'relied on' convention; -inf keeps every scored summary.")
     reliance_removal: Removal = Field(
         "blur", description="How a member's part box is removed to measure reliance: 'blur' (the paper's Phi, sigma 10 "

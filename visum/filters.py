@@ -7,7 +7,7 @@ constant and the blur commutes with a per-channel affine map ``x -> (x - mean) /
 
 Users: the paper's perturbation ``Phi`` (:mod:`visum.perturb`, ``truncate = 4``, replicated
 borders), smoothing of gradient and Captum maps (``truncate = 3``), the reliance of a summary
-(:mod:`visum.summary_reliance`), the crisp mask's parameter blur (:mod:`visum.saliency_opt`) and
+(:mod:`visum.stages.reliance`), the crisp mask's parameter blur (:mod:`visum.saliency_opt`) and
 the regulariser of Simonyan's class-model visualisation (:mod:`visum.classviz`, reflected
 borders, as in image-processing code that blurs a picture being optimised).
 

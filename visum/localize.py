@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from visum.regions import binarize, connected_regions
+from visum.stages.regions import binarize, connected_regions
 
 __all__ = [
     "Localisation",
@@ -169,7 +169,7 @@ def threshold_localisation(saliency: np.ndarray, threshold: float | str = 0.2, s
     """Baseline: the largest component of ``G_sigma * (s / max s) >= threshold`` and its box.
 
     ``threshold`` is a fraction of the map's maximum (0.2: Zhou et al. 2016's CAM boxes) or
-    ``"otsu"``; ``smooth_sigma`` a Gaussian blur in pixels first (:func:`visum.regions.binarize`).
+    ``"otsu"``; ``smooth_sigma`` a Gaussian blur in pixels first (:func:`visum.stages.regions.binarize`).
     """
     s = np.asarray(saliency, dtype=np.float64)
     peak = float(s.max()) if s.size else 0.0

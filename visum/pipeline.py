@@ -34,11 +34,12 @@ from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
 from visum.diagnostics import target_share
 from visum.manifest import WarningRecord
-from visum.matching import MatchJob, match_all_pairs
+from visum.stages.matching import MatchJob, match_all_pairs
+from visum.stages.summaries import summary_members
 from visum.models.base import LoadedModel, View
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
 from visum.result import Result, build_result, masks_result
-from visum.regions import (
+from visum.stages.regions import (
     Regions,
     assemble_corr,
     assign_to_region_pixels,
@@ -478,7 +479,7 @@ class Pipeline:
             self.warnings.append(WarningRecord(code="clusterer-convergence", message=message))
         sc = self.config.summaries
         if sc.merge == "same-part":
-            from visum.merging import MergeRule, merge_same_part
+            from visum.stages.merging import MergeRule, merge_same_part
 
             image_of = np.array([n.image for n in nodes])
             boxes = np.stack([self.states[n.image].boxes[n.proposal] for n in nodes])
@@ -486,25 +487,13 @@ class Pipeline:
                                              MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
             self.reporter.info(f"merged {len(merges)} clusters that show the same part")
         elif sc.merge == "model":
-            from visum.merging import merge_by_features
+            from visum.stages.merging import merge_by_features
 
             feats = self._node_features(nodes, labels, model)
             labels, merges = merge_by_features(labels, feats, sc.merge_similarity)
             self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
-        clusters = []
-        for label in sorted(set(labels[labels >= 0].tolist())):
-            idx = np.flatnonzero(labels == label)
-            sub = corr[idx][:, idx]
-            mean_sim = np.asarray(sub.sum(axis=1)).ravel() / max(len(idx) - 1, 1)
-            best: dict[tuple[int, int], tuple[int, float]] = {}
-            for k, score in zip(idx.tolist(), mean_sim.tolist()):
-                key = (nodes[k].image, nodes[k].region) if sc.one_per_region else (nodes[k].image, -1 - k)
-                if key not in best or score > best[key][1]:
-                    best[key] = (k, score)
-            members = sorted(best.values())
-            if len({nodes[k].image for k, _ in members}) >= self.config.summaries.min_images:
-                clusters.append(members)
-        return clusters
+        return summary_members(labels, corr, np.array([n.image for n in nodes]), np.array([n.region for n in nodes]),
+                               one_per_region=sc.one_per_region, min_images=sc.min_images)
 
     def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
         """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),
@@ -532,8 +521,8 @@ class Pipeline:
                   states) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{cluster index: (p [M], p_removed [M])}`` for each kept cluster: the target's probability of each
         member's view, and with the member's part box removed by ``summaries.reliance_removal``
-        (:mod:`visum.summary_reliance`)."""
-        from visum.summary_reliance import member_drops
+        (:mod:`visum.stages.reliance`)."""
+        from visum.stages.reliance import member_drops
 
         pre = model.preprocessing
         entries = [(c, nodes[k].image, states[nodes[k].image].boxes[nodes[k].proposal])
@@ -559,7 +548,7 @@ class Pipeline:
         """Discard kept clusters the model does not rely on: reliance below ``summaries.min_reliance``."""
         from dataclasses import replace
 
-        from visum.summary_reliance import ratio_of_sums
+        from visum.stages.reliance import ratio_of_sums
 
         least = self.config.summaries.min_reliance
         out = list(verdicts)

@@ -220,10 +220,10 @@ def build_result(config: RunConfig, out: Path, model, target, images, probs, sta
     """Records of every image and summary, and the summary pictures.
 
     Kept summaries come first, the one the model relies on most first (``drops``: ``{cluster:
-    (p, p_removed)}``, :mod:`visum.summary_reliance`), then by size.
+    (p, p_removed)}``, :mod:`visum.stages.reliance`), then by size.
     """
     from visum.report.summary_image import member_tile, summary_grid
-    from visum.summary_reliance import ratio_of_sums
+    from visum.stages.reliance import ratio_of_sums
 
     by_id = {im.id: im for im in images}
     records, masks, view_masks = image_records(out, model, target, images, probs, states)

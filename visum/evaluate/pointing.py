@@ -29,7 +29,7 @@ from visum.evaluate.deletion import threshold_to_area
 from visum.evaluate.localisation import benchmark_masks
 from visum.localize import mask_iou
 from visum.pipeline import Reporter
-from visum.regions import binarize
+from visum.stages.regions import binarize
 
 __all__ = ["PointingReport", "PointingScores", "evaluate_pointing", "grow", "pointing_hit"]
 
