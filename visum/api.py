@@ -90,7 +90,7 @@ def _image_paths(images: Images, out_dir: Path) -> tuple[Path | None, list[Path]
 
 
 def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, preprocessing, class_names,
-              cache_dir, progress: bool):
+              cache_dir, progress: bool, cache: bool = True):
     from visum.cache import Cache
     from visum.cli import TqdmReporter
     from visum.models.loading import load_module
@@ -106,7 +106,7 @@ def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, pr
     elif preprocessing is not None or class_names is not None:
         raise ConfigError("preprocessing and class_names go with a model object; for a model specification "
                           "set them in the configuration (model.input_size, model.classes, ...)")
-    return Pipeline(cfg, out_dir, cache=Cache(cache_dir), reporter=TqdmReporter(not progress), model=loaded,
+    return Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=cache), reporter=TqdmReporter(not progress), model=loaded,
                     image_paths=paths)
 
 
@@ -133,6 +133,7 @@ def summarize(
     keep_misclassified: bool | None = None,
     out_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    cache: bool = True,
     progress: bool = True,
 ) -> Result:
     """Visual summaries of what ``model`` relies on for class ``target`` in ``images``.
@@ -146,14 +147,15 @@ def summarize(
     ``options={"saliency": {"rounds": 1}}`` as ``--opt``; ``config``: a run.toml or a
     :class:`RunConfig` to start from. Nothing is written until ``result.save()``; ``out_dir``
     (default: a new temporary folder) is where it goes then, and where in-memory images are
-    written.
+    written. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
+    ``cache=False`` neither reads nor writes it. ``visum run`` is this function.
     """
     overrides = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
                  "scorer": scorer, "device": device, "seed": seed, "keep_misclassified": keep_misclassified}
     cfg = _config(config, model, target, overrides, options)
     out = _out_dir(out_dir)
     return _pipeline(model, images, cfg, out, preprocessing=preprocessing, class_names=class_names,
-                     cache_dir=cache_dir, progress=progress).run()
+                     cache_dir=cache_dir, progress=progress, cache=cache).run()
 
 
 def explain(

@@ -42,8 +42,7 @@ def run(
     components: dict | None = None,
 ) -> None:
     """Explain one class: saliency → regions → proposals → matching → pruning → clustering → scoring → summaries."""
-    from visum.cache import Cache
-    from visum.pipeline import Pipeline
+    from visum.api import summarize
 
     flags = dict(
         images=images, model=model, target=target,
@@ -54,8 +53,8 @@ def run(
     cfg = _config_from_flags(config, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("%Y%m%d-%H%M%S")
     reporter = TqdmReporter(quiet)
-    pipeline = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter)
-    result = pipeline.run()
+    result = summarize(cfg.model.spec, config=cfg, out_dir=out_dir, cache_dir=cache_dir, cache=not no_cache,
+                       progress=not quiet)
     result.save()
     kept = len(result.manifest.kept_summaries)
     reporter.info(
