@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,31 @@ def test_result_shows_itself_in_a_notebook(parts):
     assert page.count("<img src='data:image/jpeg;base64,") == min(len(result.kept), 12) > 0
 
 
+def test_a_result_in_a_temporary_folder_saves_elsewhere_whole_and_the_module_is_put_back(parts, tmp_path):
+    loaded, arrays = parts
+    net = loaded.module
+    net.train()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    result = visum.summarize(net, arrays[:6], target=0, preprocessing=loaded.preprocessing, progress=False, **FLAGS)
+    assert net.training and all(p.requires_grad for p in net.parameters())  # as the caller left it
+    with pytest.raises(ConfigError, match="temporary folder"):
+        result.save()
+    out = tmp_path / "kept"
+    result.save(out)
+    saved = json.loads((out / "manifest.json").read_text())
+    assert [im["path"] for im in saved["images"]] == [f"images/{k:04d}.png" for k in range(6)]
+    assert all((out / im["path"]).is_file() for im in saved["images"])  # the folder stands on its own
+    assert saved["config"]["images"] == str(out / "images") and f"images = \"{out / 'images'}\"" in (
+        out / "run.toml").read_text()
+    temporary = result.workdir.name
+    del result
+    import gc
+
+    gc.collect()
+    assert not Path(temporary).exists()
+
+
 def test_bad_inputs_are_one_clear_error(parts):
     loaded, arrays = parts
     with pytest.raises(InputError, match=r"images\[1\]: an array of shape \(4, 4\) and dtype float64"):
@@ -81,6 +107,12 @@ def test_bad_inputs_are_one_clear_error(parts):
         visum.explain(loaded.module, arrays[0], target=0, preprocessing={"size": 3})
     with pytest.raises(visum.PluginError, match="unknown saliency plugin 'nope'"):
         visum.explain(loaded.module, arrays[0], target=0, method="nope")
+    with pytest.raises(InputError, match="explain takes one image"):
+        visum.explain(loaded.module, arrays[:2], target=0)
+    with pytest.raises(InputError, match="images: a int"):
+        visum.summarize(loaded.module, 5, target=0)
+    with pytest.raises(ConfigError, match="options"):
+        visum.summarize(loaded.module, arrays, target=0, options={"saliency": 5})
 
 
 def test_the_core_imports_no_presentation_or_evaluation():

@@ -150,9 +150,30 @@ def test_third_party_failures_are_set_aside_one_by_one(monkeypatch):
 
 def test_load_plugins_variable_selects_by_entry_point_or_distribution_name():
     eps = [importlib.metadata.EntryPoint(name=n, value="x", group="visum") for n in ("grid", "other")]
-    assert _selected(eps, None) == (eps, [])
-    assert _selected(eps, "") == ([], ["grid", "other"])
-    assert _selected(eps, " Grid ,nope") == ([eps[0]], ["other"])
+    assert _selected(eps, None) == (eps, [], [])
+    assert _selected(eps, "") == ([], ["grid", "other"], [])
+    assert _selected(eps, " Grid ,nope") == ([eps[0]], ["other"], ["nope"])
+
+
+def test_a_clash_sets_aside_only_the_plugin_that_must_give_way(monkeypatch):
+    def provider(saliency=(), proposers=()):
+        class P:
+            @hookimpl
+            def register_saliency_methods(self):
+                return [type(n, (Ones,), {"name": n}) for n in saliency]
+
+            @hookimpl
+            def register_proposers(self):
+                return [type(n, (Component,), {"name": n, "propose": lambda s, i: None}) for n in proposers]
+        return P()
+
+    # A clashes with the run-time plugin on "p"; C and D both offer "x", which A offered too
+    eps = [_entry_point_plugin(n, p, monkeypatch) for n, p in
+           [("A", provider(["x"], ["p"])), ("C", provider(["x"])), ("D", provider(["x"], ["q"]))]]
+    cat = catalogue(provider(proposers=["p"]), entry_points=eps)
+    assert cat.get("saliency", "x").plugin == "C"  # A's clash with p0 does not cost C the name x
+    assert sorted(b.name for b in cat.broken) == ["A", "D"] and cat.names("proposer") == ["p"]
+    assert all("\n" not in b.error for b in cat.broken)
 
 
 def test_registry_entry_must_match_its_module():

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.cache import Cache
 from visum.components import KINDS
 from visum.config import RunConfig, make_config, parse_value
@@ -291,8 +292,8 @@ def write_tables(rows: Sequence[AblationRow], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = table_rows(rows)
     paths = {"md": out_dir / "ablation.md", "csv": out_dir / "ablation.csv", "json": out_dir / "ablation.json"}
-    paths["md"].write_text(markdown_table(rows), "utf-8")
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+    write_text_atomic(paths["md"], markdown_table(rows))
+    with atomic_write(paths["csv"], "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(data[0]) if data else ["variant"])
         writer.writeheader()
         writer.writerows(data)
@@ -301,5 +302,5 @@ def write_tables(rows: Sequence[AblationRow], out_dir: Path) -> dict[str, Path]:
          "scores": r.scores.as_dict() if r.scores else None}
         for d, r in zip(data, rows)
     ]
-    paths["json"].write_text(json.dumps(full, indent=1, default=str, allow_nan=True), "utf-8")
+    write_text_atomic(paths["json"], json.dumps(full, indent=1, default=str, allow_nan=True))
     return paths

@@ -42,7 +42,11 @@ def _config(config: RunConfig | str | os.PathLike | None, model: Model, target: 
     for key, value in overrides.items():
         if value is not None:
             data[key] = value
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"options: expected a mapping of kind -> {{option: value}}, got {type(options).__name__}")
     for kind, opts in (options or {}).items():
+        if not isinstance(opts, Mapping):
+            raise ConfigError(f"options[{kind!r}]: expected a mapping of option -> value, got {type(opts).__name__}")
         data["options"].setdefault(kind, {}).update(opts)
     return make_config(data)
 
@@ -65,6 +69,8 @@ def _image_paths(images: Images, out_dir: Path) -> tuple[Path | None, list[Path]
         raise InputError(f"{path}: no such folder or image file")
     if isinstance(images, (np.ndarray, Image.Image)):
         images = [images]
+    if not isinstance(images, (list, tuple)) and not hasattr(images, "__iter__"):
+        raise InputError(f"images: a {type(images).__name__}; give a folder, image paths, PIL images or uint8 arrays")
     paths = []
     for k, item in enumerate(images):
         if isinstance(item, (str, os.PathLike)):
@@ -89,6 +95,20 @@ def _image_paths(images: Images, out_dir: Path) -> tuple[Path | None, list[Path]
     return None, paths
 
 
+def _same_folder(paths: list[Path]) -> Path | None:
+    """The folder whose images are exactly ``paths``, if there is one (then run.toml can name it)."""
+    from visum.data.images import list_images
+
+    parents = {p.resolve().parent for p in paths}
+    if len(parents) != 1:
+        return None
+    folder = parents.pop()
+    try:
+        return folder if sorted(p.resolve() for p in list_images(folder)) == sorted(p.resolve() for p in paths) else None
+    except InputError:
+        return None
+
+
 def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, preprocessing, class_names,
               cache_dir, progress: bool, cache: bool = True):
     from visum.cache import Cache
@@ -97,8 +117,10 @@ def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, pr
     from visum.pipeline import Pipeline
 
     folder, paths = _image_paths(images, out_dir)
+    if paths is not None:
+        folder = _same_folder(paths)  # the manifest's configuration names the images' folder when it can
     if folder is not None:
-        cfg = cfg.model_copy(update={"images": folder})
+        cfg = cfg.model_copy(update={"images": folder.absolute()})
     loaded = None
     if not isinstance(model, str):
         loaded = load_module(model, preprocessing=preprocessing, class_names=class_names, device=cfg.device)
@@ -110,8 +132,30 @@ def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, pr
                     image_paths=paths)
 
 
-def _out_dir(out_dir: str | os.PathLike | None) -> Path:
-    return Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="visum-"))
+class _ModuleState:
+    """What running visum changes on the caller's module (eval mode, frozen weights, device), put back after."""
+
+    def __init__(self, model: Model) -> None:
+        import torch
+
+        self.module = model if isinstance(model, torch.nn.Module) else None
+        if self.module is not None:
+            params = list(self.module.parameters())
+            self.training = self.module.training
+            self.grads = [p.requires_grad for p in params]
+            self.device = params[0].device if params else None
+
+    def __enter__(self) -> "_ModuleState":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.module is None:
+            return
+        if self.device is not None:
+            self.module.to(self.device)
+        self.module.train(self.training)
+        for p, g in zip(self.module.parameters(), self.grads):
+            p.requires_grad_(g)
 
 
 def summarize(
@@ -145,17 +189,22 @@ def summarize(
     ``"timm:NAME"``, a file, ``"parts"``). ``images``: a folder, image paths, PIL images or
     uint8 ``[H, W, 3]`` arrays (written to ``out_dir/images``). Components by name, and
     ``options={"saliency": {"rounds": 1}}`` as ``--opt``; ``config``: a run.toml or a
-    :class:`RunConfig` to start from. Nothing is written until ``result.save()``; ``out_dir``
-    (default: a new temporary folder) is where it goes then, and where in-memory images are
-    written. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
+    :class:`RunConfig` to start from. The findings are written only by ``result.save(folder)``;
+    the run itself writes its inputs in ``out_dir`` (images given in memory, as PNG, and the
+    generated parts benchmark), by default a temporary folder that goes with the result. The
+    module is put back as it was (training mode, ``requires_grad``, device) after the run. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
     ``cache=False`` neither reads nor writes it. ``visum run`` is this function.
     """
     overrides = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
                  "scorer": scorer, "device": device, "seed": seed, "keep_misclassified": keep_misclassified}
     cfg = _config(config, model, target, overrides, options)
-    out = _out_dir(out_dir)
-    return _pipeline(model, images, cfg, out, preprocessing=preprocessing, class_names=class_names,
-                     cache_dir=cache_dir, progress=progress, cache=cache).run()
+    workdir = tempfile.TemporaryDirectory(prefix="visum-") if out_dir is None else None
+    out = Path(workdir.name if workdir is not None else out_dir)
+    with _ModuleState(model):
+        result = _pipeline(model, images, cfg, out, preprocessing=preprocessing, class_names=class_names,
+                           cache_dir=cache_dir, progress=progress, cache=cache).run()
+    result.workdir = workdir  # the temporary folder lives as long as the result
+    return result
 
 
 def explain(
@@ -178,11 +227,18 @@ def explain(
     mapping; ``model``, ``preprocessing`` and ``class_names`` as for :func:`summarize`. The
     mask is 0 outside the part of the image the model sees (its centre crop).
     """
-    with tempfile.TemporaryDirectory(prefix="visum-") as tmp:
+    from PIL import Image
+
+    one = isinstance(image, (np.ndarray, Image.Image)) or (
+        isinstance(image, (str, os.PathLike)) and not Path(image).is_dir())
+    if not one and not (isinstance(image, (list, tuple)) and len(image) == 1):
+        raise InputError("explain takes one image (a path, a PIL image or a uint8 [H, W, 3] array); "
+                         "for many, use visum.summarize or visum masks")
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"options: expected a mapping of option -> value, got {type(options).__name__}")
+    with tempfile.TemporaryDirectory(prefix="visum-") as tmp, _ModuleState(model):
         cfg = _config(None, model, target, {"saliency": method, "device": device, "seed": seed},
                       {"saliency": dict(options or {})})
         result = _pipeline(model, image, cfg, Path(tmp), preprocessing=preprocessing, class_names=class_names,
                            cache_dir=cache_dir, progress=progress).masks()
-        if len(result.masks) != 1:
-            raise InputError(f"explain takes one image, got {len(result.masks)}")
         return next(iter(result.masks.values()))

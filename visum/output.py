@@ -7,15 +7,14 @@ writes it, each file atomically, the manifest last. Nothing here computes a find
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from visum.atomic import atomic_write, write_text_atomic
-from visum.config import dump_config
+from visum.atomic import atomic_write, write_bytes_atomic, write_text_atomic
+from visum.config import RunConfig, config_to_dict, dump_config
 from visum.manifest import Manifest
 from visum.result import Result, relative_to
 
@@ -25,21 +24,42 @@ if TYPE_CHECKING:
 __all__ = ["save_result", "write_manifest"]
 
 
-def _moved(manifest: Manifest, old: Path, new: Path) -> Manifest:
-    """The manifest with its image paths made relative to ``new`` instead of ``old``."""
-    if Path(old).resolve() == Path(new).resolve():
-        return manifest
-    images = [im.model_copy(update={"path": relative_to(Path(old) / im.path, new)}) for im in manifest.images]
-    return manifest.model_copy(update={"images": images})
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _moved(result: Result, new: Path) -> tuple[Manifest, RunConfig]:
+    """The manifest and configuration of ``result`` for a copy in ``new``: images that live in the
+    result's folder are copied to the same place in ``new`` (their paths stay relative), the others'
+    paths made relative to ``new`` (or absolute)."""
+    old = Path(result.out_dir)
+    manifest, config = result.manifest, result.config
+    if old.resolve() == new.resolve():
+        return manifest, config
+    images = []
+    for im in manifest.images:
+        src = old / im.path
+        if not Path(im.path).is_absolute() and _inside(src, old) and src.is_file():
+            write_bytes_atomic(new / im.path, src.read_bytes())
+            images.append(im)
+        else:
+            images.append(im.model_copy(update={"path": relative_to(src, new)}))
+    if config.images is not None and _inside(Path(config.images), old):
+        config = config.model_copy(update={"images": (new / Path(config.images).resolve().relative_to(old.resolve()))})
+    data = {"images": images, "config": config_to_dict(config)}
+    return manifest.model_copy(update=data), config
 
 
 def save_result(result: Result, out: Path, *, ground_truth: GroundTruthScores | None = None) -> Path:
     """Write ``result`` into ``out``; returns report.html (masks/ for a masks-only result)."""
     from visum.report import save_png, write_report
 
-    start = time.perf_counter()
     out = Path(out)
-    manifest = _moved(result.manifest, result.out_dir, out)
+    manifest, config = _moved(result, out)
     for image_id, mask in result.masks.items():
         path = out / "masks" / f"{image_id:04d}.png"
         with atomic_write(path, "wb") as fh:
@@ -53,10 +73,9 @@ def save_result(result: Result, out: Path, *, ground_truth: GroundTruthScores | 
     (out / "summaries").mkdir(parents=True, exist_ok=True)
     for s in manifest.summaries:
         save_png(result.summary_pictures[s.id], out / s.image)
-    dump_config(result.config, out / "run.toml")
+    dump_config(config, out / "run.toml")
     report = write_report(manifest, out, summary_pictures=result.summary_pictures, masks=result.masks,
                           thumbnails=result.thumbnails, inputs=result.inputs, ground_truth=ground_truth)
-    manifest.timings["output"] = round(time.perf_counter() - start, 4)
     write_manifest(manifest, out)
     return report
 

@@ -142,7 +142,7 @@ class Pipeline:
         self.config = config
         self.model = model
         self.image_paths = [Path(p) for p in image_paths] if image_paths is not None else None
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).absolute()  # a later chdir (a notebook's %cd) must not move it
         self.catalogue = catalogue or get_catalogue()
         self.cache = cache if cache is not None else Cache()
         self.reporter = reporter or Reporter()

@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import os
+import re
 import tomllib
 import types
 import typing
@@ -138,12 +139,14 @@ class Catalogue:
     """Every component visum can use, by kind and name."""
 
     def __init__(self, manager: pluggy.PluginManager, components: Iterable[ComponentInfo],
-                 broken: Iterable[BrokenPlugin] = (), skipped: Iterable[str] = ()) -> None:
+                 broken: Iterable[BrokenPlugin] = (), skipped: Iterable[str] = (), unmatched: Iterable[str] = ()) -> None:
         self.manager = manager
         self.broken: list[BrokenPlugin] = list(broken)
         """Third-party plugins set aside, with their errors."""
         self.skipped: list[str] = list(skipped)
         """Installed third-party plugins that ``VISUM_LOAD_PLUGINS`` left out."""
+        self.unmatched: list[str] = list(unmatched)
+        """Names in ``VISUM_LOAD_PLUGINS`` that no installed plugin has (a misspelling, or not installed)."""
         self._components: dict[tuple[str, str], ComponentInfo] = {}
         for info in components:
             key = (info.kind, info.name)
@@ -219,19 +222,26 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> str:
     return f"{dist.metadata['Name']} {dist.version}"
 
 
+def _normalise(name: str) -> str:
+    """Distribution and entry-point names compared as PEP 503 does: case and ``-_.`` runs ignored."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _selected(entry_points: Iterable[importlib.metadata.EntryPoint], allowed: str | None
-              ) -> tuple[list[importlib.metadata.EntryPoint], list[str]]:
-    """The entry points ``VISUM_LOAD_PLUGINS`` (``allowed``) lets load, and the names it leaves out."""
+              ) -> tuple[list[importlib.metadata.EntryPoint], list[str], list[str]]:
+    """The entry points ``VISUM_LOAD_PLUGINS`` (``allowed``) lets load, the names it leaves out, and
+    the names it gives that match no installed plugin."""
     entry_points = list(entry_points)
     if allowed is None:
-        return entry_points, []
-    wanted = {w.strip().lower() for w in allowed.split(",") if w.strip()}
-    chosen, skipped = [], []
+        return entry_points, [], []
+    wanted = {_normalise(w.strip()): w.strip() for w in allowed.split(",") if w.strip()}
+    chosen, skipped, matched = [], [], set()
     for ep in entry_points:
         dist = getattr(ep, "dist", None)
-        names = {ep.name.lower()} | ({dist.metadata["Name"].lower()} if dist is not None else set())
-        (chosen if names & wanted else skipped).append(ep)
-    return chosen, [ep.name for ep in skipped]
+        names = {_normalise(ep.name)} | ({_normalise(dist.metadata["Name"])} if dist is not None else set())
+        (chosen if names & set(wanted) else skipped).append(ep)
+        matched |= names & set(wanted)
+    return chosen, [ep.name for ep in skipped], [w for k, w in wanted.items() if k not in matched]
 
 
 def _unknown_hooks(manager: pluggy.PluginManager, plugin: Any) -> list[str]:
@@ -256,9 +266,10 @@ def build_catalogue(
     """
     registry = read_registry() if registry is None else registry
     skipped: list[str] = []
+    unmatched: list[str] = []
     if entry_points is None:
-        entry_points, skipped = _selected(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-                                          os.environ.get(LOAD_PLUGINS_ENV))
+        entry_points, skipped, unmatched = _selected(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                                                     os.environ.get(LOAD_PLUGINS_ENV))
 
     manager = pluggy.PluginManager("visum")
     manager.add_hookspecs(hookspecs)
@@ -268,6 +279,7 @@ def build_catalogue(
 
     def fail(name: str, message: str) -> None:
         """A third-party plugin is set aside; anything else is an error."""
+        message = " ".join(message.split())  # one line, whatever the exception's text holds
         if name not in third_party:
             raise PluginError(message)
         if name not in broken:
@@ -278,7 +290,7 @@ def build_catalogue(
     def register(plugin: Any, name: str, source: str) -> None:
         if manager.has_plugin(name) or manager.is_registered(plugin):
             return
-        sources[name] = source
+        sources.setdefault(name, source)
         try:
             manager.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
@@ -300,6 +312,8 @@ def build_catalogue(
 
     for ep in entry_points:
         source = _distribution_of(ep)
+        if ep.name in sources:  # a second distribution with the same entry-point name: the first one stays
+            continue
         third_party.add(ep.name)
         sources[ep.name] = source
         try:
@@ -346,22 +360,32 @@ def build_catalogue(
                     summary = cls.__doc__.strip().splitlines()[0]
                 components.append(ComponentInfo(kind, cls.name, cls, impl.plugin_name, source, summary))
 
-    # a third-party component whose kind and name are taken sets its plugin aside; other clashes are errors
-    first: dict[tuple[str, str], ComponentInfo] = {}
+    # A third-party component whose kind and name are taken sets its plugin aside; other clashes are
+    # errors (Catalogue raises them). First the names of built-ins and run-time plugins; then, among the
+    # third parties still standing, the earlier in entry-point order keeps a name, repeated until nothing
+    # changes so that a plugin set aside for one clash no longer blocks another's name.
+    def clash(info: ComponentInfo, other: ComponentInfo) -> None:
+        fail(info.plugin, f"{info.kind} plugin name '{info.name}' clashes: provided by {other.plugin} "
+                          f"({other.source}) and by {info.plugin} ({info.source})")
+
+    fixed = {(c.kind, c.name): c for c in components if c.plugin not in third_party}
     for info in components:
-        if info.plugin in broken:
-            continue
-        other = first.setdefault((info.kind, info.name), info)
-        if other is not info:
-            culprit = info.plugin if info.plugin in third_party else other.plugin
-            if culprit in third_party:
-                fail(culprit, f"{info.kind} plugin name '{info.name}' clashes: provided by {other.plugin} "
-                              f"({other.source}) and by {info.plugin} ({info.source})")
-                if culprit == other.plugin:
-                    first[(info.kind, info.name)] = info
+        if info.plugin in third_party and (info.kind, info.name) in fixed:
+            clash(info, fixed[(info.kind, info.name)])
+    changed = True
+    while changed:
+        changed, owner = False, {}
+        for info in components:
+            if info.plugin not in third_party or info.plugin in broken:
+                continue
+            other = owner.setdefault((info.kind, info.name), info)
+            if other.plugin != info.plugin:
+                clash(info, other)
+                changed = True
+                break
     components = [c for c in components if c.plugin not in broken]
 
-    catalogue = Catalogue(manager, components, broken.values(), skipped)
+    catalogue = Catalogue(manager, components, broken.values(), skipped, unmatched)
     for entry in registry:
         info = catalogue._components.get((entry.kind, entry.name))
         if info is None or info.plugin != entry.module:

@@ -17,6 +17,7 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -56,6 +57,7 @@ class Result:
     cache_hits: int = 0
     cache_misses: int = 0
     report: Path | None = None  # report.html (or masks/) once saved
+    workdir: Any = field(default=None, repr=False)  # a TemporaryDirectory holding out_dir, removed with the result
 
     @property
     def summaries(self) -> list[SummaryRecord]:
@@ -73,12 +75,17 @@ class Result:
         """Write the files ``visum run`` writes into ``out_dir`` (default :attr:`out_dir`).
 
         manifest.json, masks/, summaries/, run.toml and report.html (masks/ and manifest.json
-        alone for a masks-only result). ``score``: when the images carry parts ground truth,
+        alone for a masks-only result). Images that live in :attr:`out_dir` (given in memory, or
+        the generated parts benchmark) are copied along, so the folder stands on its own. ``score``: when the images carry parts ground truth,
         score the summaries against it and show the scores in the report. Returns the report
         (or masks/) path.
         """
+        from visum.errors import ConfigError
         from visum.output import save_result
 
+        if out_dir is None and self.workdir is not None:
+            raise ConfigError("this result was computed in a temporary folder, removed with it: "
+                              "give save() a folder, e.g. result.save('visum-out/run')")
         ground_truth = None
         if score and self.complete:
             from visum.evaluate.summaries import scores_for_report

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from visum.components import KINDS
-
+from visum.atomic import write_text_atomic
 from visum.cli import (  # the pipeline flags the experiments share with `visum benchmark`
     BatchSize,
     Device,
@@ -19,6 +18,7 @@ from visum.cli import (  # the pipeline flags the experiments share with `visum 
     app,
     with_component_flags,
 )
+from visum.components import KINDS
 
 experiment_app = typer.Typer(help="The paper's experiments: summaries against accuracy (4.3), specialisation (4.4).")
 app.add_typer(experiment_app, name="experiment")
@@ -72,7 +72,7 @@ def summaries_vs_accuracy_cmd(
     )
     text = accuracy_markdown(report)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summaries-vs-accuracy.md").write_text(text + "\n", "utf-8")
+    write_text_atomic((out / "summaries-vs-accuracy.md"), text + "\n")
     write_json(report.to_json(), out / "summaries-vs-accuracy.json")
     figure = accuracy_figure(report, out / "summaries-vs-accuracy.png")
     typer.echo(text)
@@ -129,7 +129,7 @@ def specialise_cmd(
         ))
     text = specialise_markdown(results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "specialise.md").write_text(text + "\n", "utf-8")
+    write_text_atomic((out / "specialise.md"), text + "\n")
     write_json({"results": [asdict(r) for r in results], "seed": base.seed, "components":
                 {k: base.component(k) for k in KINDS},
                 "options": base.options}, out / "specialise.json")

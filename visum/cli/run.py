@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from visum.atomic import write_text_atomic
 from visum.cli import (
     TqdmReporter,
     _config_from_flags,
@@ -132,12 +133,14 @@ def plugins(
         for o in c.options_table():
             default = "required" if o["required"] else f"default {o['default']!r}"
             typer.echo(f"      --opt {c.kind}.{o['name']}=<{o['type']}>  ({default})  {o['description']}")
-    if catalogue.broken or catalogue.skipped:
+    if catalogue.broken or catalogue.skipped or catalogue.unmatched:
         typer.echo("\nnot loaded")
     for b in catalogue.broken:
         typer.echo(f"  {b.name:<20} BROKEN  [{b.source}]  {b.error}")
     for name in catalogue.skipped:
         typer.echo(f"  {name:<20} left out by {LOAD_PLUGINS_ENV}")
+    for name in catalogue.unmatched:
+        typer.echo(f"  {name:<20} named by {LOAD_PLUGINS_ENV}, but no installed plugin has that name")
 
 
 @app.command()
@@ -147,6 +150,6 @@ def schema(out: Path | None = typer.Option(None, "--out", help="Write to this fi
 
     text = json.dumps(manifest_schema(), indent=2) + "\n"
     if out:
-        out.write_text(text, "utf-8")
+        write_text_atomic(out, text)
     else:
         typer.echo(text, nl=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.cli import (
     TqdmReporter,
     _config_from_flags,
@@ -94,7 +95,8 @@ def classviz(
             cache.put("classviz", key, result)
         picture = result.image if display == "mean" else stretch_contrast(result.centred, pre.mean)
         path = out_dir / f"classviz-{t}-{_slug(name)}.png"
-        Image.fromarray(picture).save(path)
+        with atomic_write(path, "wb") as fh:
+            Image.fromarray(picture).save(fh, format="PNG")
         top = [int(i) for i in (-result.logits).argsort()[:5]]
         rows.append({
             "target": t, "name": name, "png": path.name, "score_start": float(result.scores[0]),
@@ -106,7 +108,7 @@ def classviz(
                    f"rank {result.rank} of {k} on the result; {path}")
     manifest = {"model": spec, "fingerprint": loaded.fingerprint, "mean": list(pre.mean), "std": list(pre.std),
                 "input_size": pre.input_size, "display": display, "settings": settings, "targets": rows}
-    (out_dir / "classviz.json").write_text(json.dumps(manifest, indent=1), "utf-8")
+    write_text_atomic((out_dir / "classviz.json"), json.dumps(manifest, indent=1))
 
 
 @app.command()
@@ -172,8 +174,10 @@ def localize(
             loc = threshold_localisation(s, threshold, sigma)
         box = im.view.box_to_original(loc.box) if loc.box is not None else None
         mask = im.view.to_original(loc.mask.astype(np.float32)) >= 0.5
-        Image.fromarray((mask * 255).astype(np.uint8)).save(out_dir / "masks" / f"{im.id:04d}.png")
-        Image.fromarray(_overlay(im.original, mask, box)).save(out_dir / "overlays" / f"{im.id:04d}.png")
+        with atomic_write(out_dir / "masks" / f"{im.id:04d}.png", "wb") as fh:
+            Image.fromarray((mask * 255).astype(np.uint8)).save(fh, format="PNG")
+        with atomic_write(out_dir / "overlays" / f"{im.id:04d}.png", "wb") as fh:
+            Image.fromarray(_overlay(im.original, mask, box)).save(fh, format="PNG")
         row = {"image": str(im.path), "target": t, "box": list(box) if box else None,
                "view_box": list(loc.box) if loc.box else None, "mask": f"masks/{im.id:04d}.png",
                "mask_area": float(mask.mean()), "fallback": loc.fallback or None}
@@ -187,7 +191,7 @@ def localize(
             "settings": {"fg_quantile": fg_quantile, "bg_quantile": bg_quantile, "refine": refine,
                          "threshold": [threshold, sigma] if method == "threshold" else None},
             "images": rows}
-    (out_dir / "localization.json").write_text(json.dumps(data, indent=1), "utf-8")
+    write_text_atomic((out_dir / "localization.json"), json.dumps(data, indent=1))
     if ious:
         acc = float(np.mean(np.asarray(ious) >= 0.5))
         reporter.info(f"{len(ious)} images with a true box: localisation accuracy {100 * acc:.1f}% "
@@ -251,13 +255,13 @@ def evaluate_localization_cmd(
     report = evaluate_localisation(cfg, names, out, fg_quantile=fg_quantile, bg_quantile=bg_quantile, refine=refine,
                                    cache=Cache(cache_dir, enabled=not no_cache), reporter=TqdmReporter(quiet))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "localization.md").write_text(report.markdown(), "utf-8")
+    write_text_atomic((out / "localization.md"), report.markdown())
     data = {"model": report.model, "folder": report.folder, "settings": report.settings, "rows": report.rows(),
             "images": report.images, "targets": report.targets, "true_boxes": report.true_boxes,
             "whole_image_iou": report.whole_image,
             "per_image": {m.method: {"grabcut_iou": m.grabcut, "threshold_iou": m.threshold, "cam_iou": m.cam}
                           for m in report.methods}}
-    (out / "localization.json").write_text(json.dumps(data, indent=1), "utf-8")
+    write_text_atomic((out / "localization.json"), json.dumps(data, indent=1))
     typer.echo(report.markdown())
     typer.echo(f"table: {(out / 'localization.md').resolve()}")
 
@@ -288,12 +292,12 @@ def evaluate_pointing_cmd(
     report = evaluate_pointing(cfg, names, out, tolerance=tolerance, cache=Cache(cache_dir, enabled=not no_cache),
                                reporter=TqdmReporter(quiet))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pointing.md").write_text(report.markdown(), "utf-8")
+    write_text_atomic((out / "pointing.md"), report.markdown())
     data = {"model": report.model, "folder": report.folder, "settings": report.settings, "rows": report.rows(),
             "images": report.images, "targets": report.targets, "parts_area": report.parts_area,
             "per_image": {m.method: {"pointing_box": m.box_hits, "pointing_parts": m.part_hits,
                                      "iou_threshold": m.iou_threshold, "iou_true_area": m.iou_area}
                           for m in report.methods}}
-    (out / "pointing.json").write_text(json.dumps(data, indent=1), "utf-8")
+    write_text_atomic((out / "pointing.json"), json.dumps(data, indent=1))
     typer.echo(report.markdown())
     typer.echo(f"table: {(out / 'pointing.md').resolve()}")

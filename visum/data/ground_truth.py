@@ -95,7 +95,8 @@ def write_samples(
     gt_dir = folder / GROUND_TRUTH_DIR
     previous = _previously_written(gt_dir)  # images an earlier write put here
     keep = set(names) | {GROUND_TRUTH_DIR}
-    strays = sorted(p.name for p in folder.iterdir() if p.name not in keep and p.name not in previous)
+    strays = sorted(p.name for p in folder.iterdir()  # hidden files (a killed write's temporary) are not images
+                    if p.name not in keep and p.name not in previous and not p.name.startswith("."))
     if strays:
         raise InputError(f"{folder}: will not write a dataset with ground truth into a folder holding other files "
                          f"(e.g. {strays[0]}); use an empty folder")

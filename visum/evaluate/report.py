@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from visum.atomic import atomic_write, write_text_atomic
 
 
 def write_deletion_report(report, out: Path) -> Path:
     """``deletion.md``, ``deletion.json`` and ``curves.png`` in ``out``; returns the Markdown path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "deletion.md").write_text(report.markdown(), "utf-8")
+    write_text_atomic((out / "deletion.md"), report.markdown())
     data = {
         "model": report.model, "reference": report.reference, "rows": report.rows(),
         "images": report.images, "targets": report.targets, "p_clean": report.p_clean,
@@ -19,7 +20,7 @@ def write_deletion_report(report, out: Path) -> Path:
         "curves": {k: {"fractions": f.tolist(), "deletion": d.tolist(), "insertion": i.tolist()}
                    for k, (f, d, i) in report.curves.items()},
     }
-    (out / "deletion.json").write_text(json.dumps(data, indent=1), "utf-8")
+    write_text_atomic((out / "deletion.json"), json.dumps(data, indent=1))
     plot_curves(report.curves, out / "curves.png")
     return out / "deletion.md"
 
@@ -41,5 +42,7 @@ def plot_curves(curves: dict, path: Path) -> None:
     axes[0].set_ylabel("target probability")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from visum.atomic import atomic_write, write_text_atomic
 from visum.experiments.accuracy import PAPER_TABLE3, spearman
 from visum.experiments.run import AccuracyReport, SpecialiseResult
 
@@ -71,7 +72,7 @@ def specialise_markdown(results: Sequence[SpecialiseResult]) -> str:
 def write_json(data: dict | list, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str) + "\n", "utf-8")
+    write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
     return path
 
 
@@ -104,6 +105,7 @@ def accuracy_figure(report: AccuracyReport, path: Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

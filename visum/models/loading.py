@@ -226,7 +226,9 @@ def load_module(
     specs) or visum's no-crop default, with the parts in a ``preprocessing`` mapping (keys
     among input_size, crop_ratio, resize, interpolation, mean, std) put over it. Class names:
     ``class_names``, else the module's ``class_names`` attribute. The fingerprint (cache key)
-    hashes the weights, so a retrained module never reuses another's cached masks.
+    hashes the weights and the class's source, so a retrained or redefined module never reuses
+    another's cached masks. The module is put in eval mode, its weights frozen and moved to
+    ``device``: :func:`visum.summarize` puts it back afterwards.
     """
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
@@ -248,7 +250,19 @@ def load_module(
     if names is not None:
         names = list(names)
         extras["class_names_source"] = "class_names given" if class_names is not None else "the module's class_names"
-    return _ready(module, spec, pre, names, hash_module(module), extras, _check_device(device))
+    return _ready(module, spec, pre, names, f"{hash_module(module)}:{_code_hash(module)}", extras, _check_device(device))
+
+
+def _code_hash(module: torch.nn.Module) -> str:
+    """The source of the module's class (what ``forward`` computes), or its printed structure when
+    the source cannot be read: with the weights, the cache key of a model object."""
+    import inspect
+
+    try:
+        text = inspect.getsource(type(module))
+    except (OSError, TypeError):
+        text = repr(module)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_configured_model(model_config, device: str = "cpu", cache_root: Path | None = None) -> LoadedModel:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visum.atomic import write_bytes_atomic
 from visum.errors import InputError
 
 __all__ = ["CHROMIUM_FLAGS", "BrowserError", "BrowserResult", "ImageStatus", "check_report_in_browser", "find_chromium"]
@@ -315,7 +316,7 @@ def check_report_in_browser(
             pipe.drain(settle)
             if screenshot is not None:
                 shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session=session)
-                Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
+                write_bytes_atomic(screenshot, base64.b64decode(shot["data"]))
             try:
                 pipe.send("Browser.close")
             except BrowserError:
