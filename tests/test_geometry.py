@@ -10,6 +10,7 @@ from visum.geometry import (
     box_iou_rows,
     containment,
     intersection_areas,
+    iou_and_containment,
 )
 
 
@@ -40,6 +41,8 @@ def test_every_quantity_matches_pixel_counts():
     smaller = np.minimum(area_a[:, None], area_b[None, :])
     np.testing.assert_allclose(containment(a, b), np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0))
     np.testing.assert_allclose(box_iou_rows(a[:9], b), np.diag(box_iou(a[:9], b)))
+    both = iou_and_containment(a, b)
+    assert np.array_equal(both[0], box_iou(a, b)) and np.array_equal(both[1], containment(a, b))
     assert box_iou_one(a[0], b[0]) == pytest.approx(box_iou(a, b)[0, 0])
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "box_iou_rows",
     "containment",
     "intersection_areas",
+    "iou_and_containment",
 ]
 
 
@@ -52,19 +53,28 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def _pair_terms(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``|a_i ∩ b_j| [A, B]``, ``|a_i| [A, 1]``, ``|b_j| [1, B]``."""
+    a, b = as_boxes(a), as_boxes(b)
+    return _intersections(a, b), box_areas(a)[:, None], box_areas(b)[None, :]
+
+
 def box_iou(a, b) -> np.ndarray:
     """``[A, 4], [B, 4] -> [A, B]``: IoU of every pair."""
-    a, b = as_boxes(a), as_boxes(b)
-    inter = _intersections(a, b)
-    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
-    return _ratio(inter, union)
+    inter, area_a, area_b = _pair_terms(a, b)
+    return _ratio(inter, area_a + area_b - inter)
 
 
 def containment(a, b) -> np.ndarray:
     """``[A, 4], [B, 4] -> [A, B]``: ``|a_i ∩ b_j| / min(|a_i|, |b_j|)`` for every pair."""
-    a, b = as_boxes(a), as_boxes(b)
-    smaller = np.minimum(box_areas(a)[:, None], box_areas(b)[None, :])
-    return _ratio(_intersections(a, b), smaller)
+    inter, area_a, area_b = _pair_terms(a, b)
+    return _ratio(inter, np.minimum(area_a, area_b))
+
+
+def iou_and_containment(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`box_iou` and :func:`containment` of every pair from one computation of the intersections."""
+    inter, area_a, area_b = _pair_terms(a, b)
+    return _ratio(inter, area_a + area_b - inter), _ratio(inter, np.minimum(area_a, area_b))
 
 
 def box_iou_rows(a, b) -> np.ndarray:

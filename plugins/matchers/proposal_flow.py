@@ -88,7 +88,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from visum import Component, hookimpl
-from visum.geometry import box_iou, containment
+from visum.geometry import box_iou, iou_and_containment
 from visum_plugins.matchers.hog import HOG, HOGOptions, cosine_similarity_nonneg
 
 __all__ = [
@@ -96,7 +96,6 @@ __all__ = [
     "ProposalFlowDescription",
     "ProposalFlow",
     "box_geometry",
-    "pairwise_overlaps",
     "neighbourhoods",
     "aspect_compatible",
     "appearance_similarity",
@@ -132,11 +131,6 @@ def box_geometry(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return centres, 0.5 * (np.log(w) + np.log(h)), np.log(w) - np.log(h)
 
 
-def pairwise_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IoU and containment ``|a ∩ b| / min(|a|, |b|)`` of every pair: ``[A, 4], [B, 4] -> [A, B], [A, B]``."""
-    return box_iou(boxes_a, boxes_b), containment(boxes_a, boxes_b)
-
-
 def neighbourhoods(
     boxes: np.ndarray,
     kind: Literal["overlap", "nearest"],
@@ -161,7 +155,7 @@ def neighbourhoods(
         return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=np.float64)
     centres, log_s, _ = box_geometry(boxes)
     if kind == "overlap":
-        iou, contain = pairwise_overlaps(boxes, boxes)
+        iou, contain = iou_and_containment(boxes, boxes)
         eligible = contain >= min_overlap
         np.fill_diagonal(eligible, False)
         score = np.where(eligible, 1.0 + iou, 0.0)  # eligible first, then by IoU
@@ -598,7 +592,7 @@ class ProposalFlow(Component):
         hog = self._hog.describe(image, boxes)
         centres, log_scale, log_aspect = box_geometry(hog.boxes)
         neighbours, weight = neighbourhoods(hog.boxes, o.neighbourhood, o.min_overlap, o.max_neighbours)
-        duplicates = pairwise_overlaps(hog.boxes, hog.boxes)[0] >= _DUPLICATE_IOU
+        duplicates = box_iou(hog.boxes, hog.boxes) >= _DUPLICATE_IOU
         return ProposalFlowDescription(
             hog.features, hog.boxes, centres, log_scale, log_aspect, neighbours, weight, duplicates
         )

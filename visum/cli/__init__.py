@@ -78,57 +78,57 @@ _MODEL_OPTIONS: dict[str, Any] = {
 MODEL_FLAGS = tuple(_MODEL_OPTIONS)
 
 
-def with_model_flags(command):
-    """Give a typer command the shared model flags; it receives them as ``model_flags`` (a dict of
-    configuration values, ``--mean``/``--std`` parsed), in place of its own ``model_flags`` parameter."""
+def _with_flags(command, into: str, flags: dict[str, Any], gather):
+    """``command`` with the keyword flags ``flags`` (name -> ``Annotated[type, typer.Option]``) added to
+    its signature; the wrapper hands ``gather({name: value})`` to the command's own ``into`` parameter.
+    String annotations (``from __future__ import annotations``) are resolved first, so typer sees the
+    ``Annotated`` options of the command's own parameters too."""
     import functools
     import inspect
 
     signature = inspect.signature(command)
-    own = [p for p in signature.parameters.values() if p.name != "model_flags"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, option])
-             for name, (kind, option) in _MODEL_OPTIONS.items()]
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in signature.parameters.values() if p.name != into]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+             for name, annotation in flags.items()]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
-        given = {name: kwargs.pop(name, None) for name in MODEL_FLAGS}
-        given["mean"], given["std"] = _triple(given["mean"], "--mean"), _triple(given["std"], "--std")
-        return command(**kwargs, model_flags=given)
+        given = {name: kwargs.pop(name, None) for name in flags}
+        return command(**kwargs, **{into: gather(given)})
 
     wrapper.__signature__ = signature.replace(parameters=own + added)
-    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
     return wrapper
+
+
+def with_model_flags(command):
+    """Give a typer command the shared model flags; it receives them as ``model_flags`` (a dict of
+    configuration values, ``--mean``/``--std`` parsed), in place of its own ``model_flags`` parameter."""
+    def parsed(given: dict[str, Any]) -> dict[str, Any]:
+        given["mean"], given["std"] = _triple(given["mean"], "--mean"), _triple(given["std"], "--std")
+        return given
+
+    return _with_flags(command, "model_flags",
+                       {name: Annotated[kind, option] for name, (kind, option) in _MODEL_OPTIONS.items()}, parsed)
 
 
 def with_component_flags(command=None, *, role: str = ""):
     """Give a typer command one flag per component kind (``--saliency``, ``--proposer``, ... from
     :data:`visum.components.KIND_TABLE`); it receives them as ``components`` (kind -> name or
     ``None``), in place of its own ``components`` parameter. ``role`` prefixes the help ("Base")."""
-    import functools
-    import inspect
-
     from visum.components import KIND_TABLE
 
+    flags = {
+        k.kind: Annotated[str | None, typer.Option(
+            f"--{k.kind}", help=f"{role + ' ' + k.kind if role else k.kind.capitalize()} plugin: {k.stage} "
+                                f"(default {k.default}; see `visum plugins --kind {k.kind}`).")]
+        for k in KIND_TABLE
+    }
+
     def decorate(command):
-        signature = inspect.signature(command)
-        hints = typing.get_type_hints(command, include_extras=True)  # string annotations -> Annotated[..., Option]
-        own = [p.replace(annotation=hints.get(p.name, p.annotation))
-               for p in signature.parameters.values() if p.name != "components"]
-        added = [
-            inspect.Parameter(k.kind, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-                str | None, typer.Option(f"--{k.kind}", help=f"{role + ' ' + k.kind if role else k.kind.capitalize()} plugin: {k.stage} "
-                                         f"(default {k.default}; see `visum plugins --kind {k.kind}`).")])
-            for k in KIND_TABLE
-        ]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs):
-            components = {k.kind: kwargs.pop(k.kind, None) for k in KIND_TABLE}
-            return command(**kwargs, components=components)
-
-        wrapper.__signature__ = signature.replace(parameters=own + added)
-        wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
-        return wrapper
+        return _with_flags(command, "components", flags, dict)
 
     return decorate(command) if command is not None else decorate
 
