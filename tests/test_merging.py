@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from visum.stages.merging import MergeRule, colocation, merge_by_features, merge_same_part
+from visum.stages.merging import Apart, MergeRule, colocation, merge_by_features, merge_same_part
 
 PART_BOX = {"eye": [10, 10, 20, 20], "tail": [60, 60, 80, 80], "whole": [0, 0, 100, 100]}
 
@@ -127,3 +127,27 @@ def test_feature_merging_centres_the_features_first():
     assert float((_unit(f[:1]) @ _unit(f[3:4]).T)[0, 0]) > 0.95  # raw cosine of two different parts
     merged, merges = merge_by_features(labels, f, threshold=0.5)
     assert merges == [] and merged.tolist() == labels.tolist()
+
+
+def test_clusters_seen_apart_in_the_same_images_never_merge_by_features():
+    # clusters 0 and 1 look alike to the model (same features) but sit at two places in the same images
+    # (two parts of one object); clusters 0 and 2 look alike and co-locate where they meet (one part, two poses)
+    rows = ([(i, "eye", 0) for i in range(4)] + [(i, "tail", 1) for i in range(4)]
+            + [(i, "eye", 2) for i in range(2, 6)])
+    image_of, boxes, labels, _ = _world(rows)
+    f = np.ones((len(rows), 2)) + np.array([[0.0, 0.01 * k] for k in range(len(rows))])
+    merged, merges = merge_by_features(labels, f, threshold=-1.0)
+    assert set(merged.tolist()) == {0}  # without the test, everything alike merges
+    apart = Apart(image_of, boxes, share=0.5)
+    assert apart.holds(np.flatnonzero(labels == 0), np.flatnonzero(labels == 1))
+    assert not apart.holds(np.flatnonzero(labels == 0), np.flatnonzero(labels == 2))
+    merged, merges = merge_by_features(labels, f, threshold=-1.0, apart=apart)
+    assert merged[labels == 0].tolist() == merged[labels == 2].tolist() != merged[labels == 1].tolist()
+    assert len(merges) == 1 and merges[0][:2] == (0, 2)
+    # the merged eye cluster still sits apart from the tail: the veto is recomputed on the union
+    assert len(set(merged.tolist())) == 2
+    # a share above what the images show lets the pair merge again
+    strict = Apart(image_of, boxes, share=1.0)
+    assert strict.holds(np.flatnonzero(labels == 0), np.flatnonzero(labels == 1))
+    few = Apart(image_of, boxes, share=0.5, min_shared=5)
+    assert not few.holds(np.flatnonzero(labels == 0), np.flatnonzero(labels == 1))

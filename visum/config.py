@@ -81,6 +81,10 @@ class SummariesConfig(_Section):
                             "parts, not the number of images.")
     merge_similarity: float = Field(0.9, ge=-1, le=1, description="'model' merging: smallest cosine between two "
                                                                   "clusters' mean features that merges them.")
+    merge_apart: float | None = Field(
+        None, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
+                                      "in different places in at least this share of them, are two parts and never "
+                                      "merge (None = no such test).")
     merge_link: float = Field(0.5, ge=0, description="Linkage test: mean similarity between two clusters' members at "
                                                       "least this times the smaller mean inner similarity.")
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "

@@ -487,10 +487,14 @@ class Pipeline:
                                              MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
             self.reporter.info(f"merged {len(merges)} clusters that show the same part")
         elif sc.merge == "model":
-            from visum.stages.merging import merge_by_features
+            from visum.stages.merging import Apart, merge_by_features
 
             feats = self._node_features(nodes, labels, model)
-            labels, merges = merge_by_features(labels, feats, sc.merge_similarity)
+            apart = None
+            if sc.merge_apart is not None:
+                apart = Apart(np.array([n.image for n in nodes]),
+                              np.stack([self.states[n.image].boxes[n.proposal] for n in nodes]), share=sc.merge_apart)
+            labels, merges = merge_by_features(labels, feats, sc.merge_similarity, apart)
             self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
         return summary_members(labels, corr, np.array([n.image for n in nodes]), np.array([n.region for n in nodes]),
                                one_per_region=sc.one_per_region, min_images=sc.min_images)

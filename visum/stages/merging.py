@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from visum.geometry import box_areas, containment
 
-__all__ = ["MergeRule", "colocation", "merge_same_part", "merge_by_features"]
+__all__ = ["Apart", "MergeRule", "colocation", "merge_same_part", "merge_by_features"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,25 @@ class MergeRule:
     overlap: float = 0.5
     min_shared: int = 2
     max_area_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class Apart:
+    """Evidence that two clusters are two parts: in at least ``min_shared`` images holding members of
+    both, and in at least ``share`` of them, no member of one co-locates with a member of the other
+    (:func:`colocation` at ``overlap`` and ``max_area_ratio``). ``image_of [N]``, ``boxes [N, 4]``."""
+
+    image_of: np.ndarray
+    boxes: np.ndarray
+    share: float = 0.5
+    min_shared: int = 2
+    overlap: float = 0.5
+    max_area_ratio: float = 4.0
+
+    def holds(self, members_a: np.ndarray, members_b: np.ndarray) -> bool:
+        shared, together = colocation(members_a, members_b, self.image_of, self.boxes, self.overlap,
+                                      self.max_area_ratio)
+        return shared >= self.min_shared and shared - together >= self.share * shared
 
 
 def _overlap_of_smaller(a: np.ndarray, b: np.ndarray, max_area_ratio: float = np.inf) -> np.ndarray:
@@ -137,7 +156,8 @@ def merge_same_part(labels: np.ndarray, corr: sp.spmatrix, image_of: np.ndarray,
     return _renumber(labels), merges
 
 
-def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float,
+                      apart: Apart | None = None) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters that the *model* sees as one part: ``(labels [N], merges)``.
 
     Each cluster ``c`` has a centroid ``m_c = mean_{x in c} (f_x - f_bar) / ||.||`` of its
@@ -156,6 +176,12 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
     which the matcher (HOG, proposal flow) sees; a model trained on varied poses maps them to
     nearby activations, so its features join what the matcher split, and keep apart what the
     model tells apart. Shapes: ``labels [N]``, ``features [N, C]`` (rows of unassigned points unused).
+
+    With ``apart`` (:class:`Apart`), a pair that the images show to be two parts is never merged,
+    however alike the model sees them: two clusters with members in at least ``apart.min_shared``
+    common images, whose members sit in different places (no co-location, :func:`colocation`) in
+    at least ``apart.share`` of those images. Two parts of one object are seen together, each in its
+    place; one part split by pose is not seen twice in one image at two places.
     """
     labels = np.asarray(labels, dtype=np.int64)
     f = np.asarray(features, dtype=np.float64)
@@ -169,15 +195,30 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
         n = np.linalg.norm(v)
         return v / n if n > 1e-12 else v
 
+    members = {c: np.flatnonzero(labels == c) for c in names}
+    vetoed: dict[tuple[int, int], bool] = {}
+
+    def kept_apart(a: int, b: int) -> bool:
+        if apart is None:
+            return False
+        if (a, b) not in vetoed:
+            vetoed[(a, b)] = apart.holds(members[a], members[b])
+        return vetoed[(a, b)]
+
     while len(sums) >= 2:
         alive = sorted(sums)
         m = np.stack([unit(sums[c]) for c in alive])
         cos = m @ m.T
         np.fill_diagonal(cos, -np.inf)
+        for i, j in zip(*np.triu_indices(len(alive), 1)):
+            if cos[i, j] >= threshold and kept_apart(alive[i], alive[j]):
+                cos[i, j] = cos[j, i] = -np.inf
         i, j = np.unravel_index(int(np.argmax(cos)), cos.shape)  # first maximum: the lowest labels on ties
         if cos[i, j] < threshold:
             break
         a, b = alive[min(i, j)], alive[max(i, j)]
+        members[a] = np.sort(np.concatenate([members[a], members.pop(b)]))
+        vetoed = {pair: v for pair, v in vetoed.items() if a not in pair and b not in pair}
         merges.append((a, b, float(cos[i, j])))
         sums[a] = sums[a] + sums.pop(b)
         labels = np.where(labels == b, a, labels)
