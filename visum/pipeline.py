@@ -230,6 +230,8 @@ class Pipeline:
             clusters = self._cluster(nodes, corr, model)
         with self.stage("scoring"):
             verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
+            if cfg.summaries.merge_after == "scoring":
+                clusters, verdicts = self._merge_kept(clusters, verdicts, nodes, corr, model)
         with self.stage("reliance"):
             drops = self._reliance(model, target, clusters, verdicts, nodes, {im.id: im for im in used}, states)
             verdicts = self._drop_unrelied(verdicts, drops)
@@ -478,26 +480,49 @@ class Pipeline:
             self.reporter.warn(message)
             self.warnings.append(WarningRecord(code="clusterer-convergence", message=message))
         sc = self.config.summaries
+        if sc.merge_after == "clustering":
+            labels = self._merge_labels(labels, nodes, corr, model)
+        return summary_members(labels, corr, np.array([n.image for n in nodes]), np.array([n.region for n in nodes]),
+                               one_per_region=sc.one_per_region, min_images=sc.min_images)
+
+    def _merge_labels(self, labels: np.ndarray, nodes: list[Node], corr: sp.csr_matrix,
+                      model: LoadedModel | None) -> np.ndarray:
+        """``labels [N]`` with clusters that show the same part relabelled as one (``summaries.merge``)."""
+        sc = self.config.summaries
+        if sc.merge == "none":
+            return labels
+        image_of = np.array([n.image for n in nodes])
+        boxes = np.stack([self.states[n.image].boxes[n.proposal] for n in nodes])
         if sc.merge == "same-part":
             from visum.stages.merging import MergeRule, merge_same_part
 
-            image_of = np.array([n.image for n in nodes])
-            boxes = np.stack([self.states[n.image].boxes[n.proposal] for n in nodes])
             labels, merges = merge_same_part(labels, corr, image_of, boxes,
                                              MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
             self.reporter.info(f"merged {len(merges)} clusters that show the same part")
-        elif sc.merge == "model":
+        else:
             from visum.stages.merging import Apart, merge_by_features
 
             feats = self._node_features(nodes, labels, model)
-            apart = None
-            if sc.merge_apart is not None:
-                apart = Apart(np.array([n.image for n in nodes]),
-                              np.stack([self.states[n.image].boxes[n.proposal] for n in nodes]), share=sc.merge_apart)
+            apart = None if sc.merge_apart is None else Apart(image_of, boxes, share=sc.merge_apart)
             labels, merges = merge_by_features(labels, feats, sc.merge_similarity, apart)
             self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
-        return summary_members(labels, corr, np.array([n.image for n in nodes]), np.array([n.region for n in nodes]),
-                               one_per_region=sc.one_per_region, min_images=sc.min_images)
+        return labels
+
+    def _merge_kept(self, clusters, verdicts, nodes: list[Node], corr: sp.csr_matrix,
+                    model: LoadedModel | None) -> tuple[list, list]:
+        """``summaries.merge_after = "scoring"``: the clusters the scorer kept, merged where they show the same
+        part (each judged alone first, so a part seen in several poses is not discarded for its poses' low
+        SSIM); clusters it did not keep stay as they are (:func:`visum.stages.merging.merge_kept`)."""
+        from visum.stages.merging import merge_kept
+
+        labels = np.full(len(nodes), -1, dtype=np.int64)
+        for c, (members, verdict) in enumerate(zip(clusters, verdicts)):
+            if verdict.kept:
+                labels[[k for k, _ in members]] = c
+        merged = self._merge_labels(labels, nodes, corr, model)
+        groups = [int(merged[members[0][0]]) if verdict.kept else -1 for members, verdict in zip(clusters, verdicts)]
+        return merge_kept(clusters, verdicts, groups, np.array([n.image for n in nodes]),
+                          np.array([n.region for n in nodes]), self.config.summaries.one_per_region)
 
     def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
         """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from visum.geometry import box_areas, containment
 
-__all__ = ["Apart", "MergeRule", "colocation", "merge_same_part", "merge_by_features"]
+__all__ = ["Apart", "MergeRule", "colocation", "merge_kept", "merge_same_part", "merge_by_features"]
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,52 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
         sums[a] = sums[a] + sums.pop(b)
         labels = np.where(labels == b, a, labels)
     return _renumber(labels), merges
+
+
+def merge_kept(clusters: list[list[tuple[int, float]]], verdicts: list, groups: list[int], image_of: np.ndarray,
+               region_of: np.ndarray, one_per_region: bool = True) -> tuple[list, list]:
+    """Summaries merged after the scorer's check: ``(clusters, verdicts)``.
+
+    ``clusters[c]`` is a list of ``(node, score)``, ``verdicts[c]`` its :class:`~visum.ClusterQuality`
+    and ``groups[c]`` its merged label (``-1``: left alone, as every cluster the scorer did not keep
+    is). The clusters of one group become one, at the place of its first: their members united
+    (one per ``(image, region)``, the best scored, unless ``one_per_region`` is false), the verdict
+    of its largest cluster with ``quality["merged"]`` the number of clusters joined. Each joined
+    cluster passed the check on its own; the union of several poses need not (its SSIM is lower),
+    which is why merging after the check keeps parts that merging before it loses.
+    ``image_of [N]``, ``region_of [N]``: each node's image and salient region.
+    """
+    from visum.components import ClusterQuality
+
+    first: dict[int, int] = {}
+    for c, g in enumerate(groups):
+        if g >= 0:
+            first.setdefault(g, c)
+    out_clusters, out_verdicts = [], []
+    for c, (members, verdict) in enumerate(zip(clusters, verdicts)):
+        g = groups[c]
+        if g < 0:
+            out_clusters.append(members)
+            out_verdicts.append(verdict)
+            continue
+        if first[g] != c:
+            continue
+        joined = [k for k, gk in enumerate(groups) if gk == g]
+        if len(joined) == 1:
+            out_clusters.append(members)
+            out_verdicts.append(verdict)
+            continue
+        best: dict[tuple[int, int], tuple[int, float]] = {}
+        for k in joined:
+            for node, score in clusters[k]:
+                key = (int(image_of[node]), int(region_of[node])) if one_per_region else (-1, node)
+                if key not in best or score > best[key][1]:
+                    best[key] = (node, score)
+        largest = max(joined, key=lambda k: (len(clusters[k]), -k))
+        out_clusters.append(sorted(best.values()))
+        out_verdicts.append(ClusterQuality(verdicts[largest].kept,
+                                           {**verdicts[largest].quality, "merged": float(len(joined))}))
+    return out_clusters, out_verdicts
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
