@@ -163,7 +163,8 @@ def test_merging_after_the_check_unites_kept_clusters_and_leaves_the_rest():
     clusters = [[(0, 0.5), (1, 0.6)], [(2, 0.4), (3, 0.7)], [(4, 0.9), (5, 0.3), (6, 0.8)], [(7, 0.2)]]
     verdicts = [ClusterQuality(True, {"median_ssim": 0.5}), ClusterQuality(False, {"median_ssim": 0.1}),
                 ClusterQuality(True, {"median_ssim": 0.6}), ClusterQuality(True, {"median_ssim": 0.7})]
-    out, v = merge_kept(clusters, verdicts, [0, -1, 0, 3], image_of, region_of)
+    out, v, origins = merge_kept(clusters, verdicts, [0, -1, 0, 3], image_of, region_of)
+    assert origins == [[0, 2], [1], [3]]
     # clusters 0 and 2 join at cluster 0's place; node 4 (image 0, region 0) beats node 0 there
     assert out == [[(1, 0.6), (4, 0.9), (6, 0.8)], [(2, 0.4), (3, 0.7)], [(7, 0.2)]]
     assert v[0].kept and v[0].quality == {"median_ssim": 0.6, "merged": 2.0}  # the largest cluster's verdict
@@ -171,5 +172,5 @@ def test_merging_after_the_check_unites_kept_clusters_and_leaves_the_rest():
     # image 1 region 0: node 1 (0.6) beats node 5 (0.3); every (image, region) once
     assert {(int(image_of[k]), int(region_of[k])) for k, _ in out[0]} == {(0, 0), (1, 0), (3, 1)}
     # nothing grouped: unchanged
-    same, sv = merge_kept(clusters, verdicts, [0, -1, 2, 3], image_of, region_of)
-    assert same == clusters and sv == verdicts
+    same, sv, so = merge_kept(clusters, verdicts, [0, -1, 2, 3], image_of, region_of)
+    assert same == clusters and sv == verdicts and so == [[0], [1], [2], [3]]

@@ -81,10 +81,11 @@ class SummariesConfig(_Section):
                             "parts, not the number of images.")
     merge_similarity: float = Field(0.9, ge=-1, le=1, description="'model' merging: smallest cosine between two "
                                                                   "clusters' mean features that merges them.")
-    merge_after: Literal["clustering", "scoring"] = Field(
+    merge_after: Literal["clustering", "scoring", "reliance"] = Field(
         "clustering", description="When clusters are merged: right after clustering (the merged cluster is then "
-                                  "judged by the scorer), or after the scorer's check, among the clusters it kept "
-                                  "(each judged alone: a part seen in several poses is not discarded for them).")
+                                  "judged by the scorer); after the scorer's check, among the clusters it kept "
+                                  "(each judged alone: a part seen in several poses is not discarded for them); or "
+                                  "after the reliance filter too, among the summaries both kept.")
     merge_apart: float | None = Field(
         None, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
                                       "in different places in at least this share of them, are two parts and never "

@@ -28,7 +28,7 @@ import torch
 
 from visum import checks
 from visum.cache import Cache, content_hash, make_key
-from visum.components import KINDS
+from visum.components import KINDS, ClusterQuality
 from visum.config import RunConfig
 from visum.data.images import list_images, load_image
 from visum.errors import ConfigError, InputError
@@ -231,10 +231,13 @@ class Pipeline:
         with self.stage("scoring"):
             verdicts = self._score(clusters, nodes, {im.id: im for im in used}, states)
             if cfg.summaries.merge_after == "scoring":
-                clusters, verdicts = self._merge_kept(clusters, verdicts, nodes, corr, model)
+                clusters, verdicts, _ = self._merge_kept(clusters, verdicts, nodes, corr, model)
         with self.stage("reliance"):
             drops = self._reliance(model, target, clusters, verdicts, nodes, {im.id: im for im in used}, states)
             verdicts = self._drop_unrelied(verdicts, drops)
+            if cfg.summaries.merge_after == "reliance":
+                clusters, verdicts, drops = self._merge_relied(model, target, clusters, verdicts, drops, nodes, corr,
+                                                               {im.id: im for im in used}, states)
         with self.stage("summaries"):
             result = build_result(self.config, self.out_dir, model, target, images, probs, states, clusters, verdicts,
                                   nodes, drops, self.warnings, {})
@@ -523,6 +526,21 @@ class Pipeline:
         groups = [int(merged[members[0][0]]) if verdict.kept else -1 for members, verdict in zip(clusters, verdicts)]
         return merge_kept(clusters, verdicts, groups, np.array([n.image for n in nodes]),
                           np.array([n.region for n in nodes]), self.config.summaries.one_per_region)
+
+    def _merge_relied(self, model: LoadedModel, target: int, clusters, verdicts, drops, nodes: list[Node],
+                      corr: sp.csr_matrix, by_id: dict[int, InputImage], states):
+        """``summaries.merge_after = "reliance"``: the summaries kept by the scorer *and* the reliance filter,
+        merged where they show the same part; a merged summary's reliance is measured again on its members
+        (each joined summary passed the filter alone; a small, strongly relied-on summary is not diluted
+        into a weak one before the filter). Returns ``(clusters, verdicts, drops)``."""
+        merged, merged_verdicts, origins = self._merge_kept(clusters, verdicts, nodes, corr, model)
+        if len(merged) == len(clusters):
+            return clusters, verdicts, drops
+        again = [ClusterQuality(len(o) > 1 and v.kept, v.quality) for o, v in zip(origins, merged_verdicts)]
+        fresh = self._reliance(model, target, merged, again, nodes, by_id, states)
+        new_drops = {c: fresh[c] if c in fresh else drops[o[0]] for c, o in enumerate(origins)
+                     if c in fresh or o[0] in drops}
+        return merged, self._drop_unrelied(merged_verdicts, new_drops), new_drops
 
     def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
         """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),

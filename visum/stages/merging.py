@@ -226,8 +226,9 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
 
 
 def merge_kept(clusters: list[list[tuple[int, float]]], verdicts: list, groups: list[int], image_of: np.ndarray,
-               region_of: np.ndarray, one_per_region: bool = True) -> tuple[list, list]:
-    """Summaries merged after the scorer's check: ``(clusters, verdicts)``.
+               region_of: np.ndarray, one_per_region: bool = True) -> tuple[list, list, list[list[int]]]:
+    """Summaries merged after the scorer's check: ``(clusters, verdicts, origins)``, ``origins[c]`` the
+    input clusters that output cluster ``c`` joins (one index where nothing merged).
 
     ``clusters[c]`` is a list of ``(node, score)``, ``verdicts[c]`` its :class:`~visum.ClusterQuality`
     and ``groups[c]`` its merged label (``-1``: left alone, as every cluster the scorer did not keep
@@ -244,16 +245,13 @@ def merge_kept(clusters: list[list[tuple[int, float]]], verdicts: list, groups: 
     for c, g in enumerate(groups):
         if g >= 0:
             first.setdefault(g, c)
-    out_clusters, out_verdicts = [], []
+    out_clusters, out_verdicts, origins = [], [], []
     for c, (members, verdict) in enumerate(zip(clusters, verdicts)):
         g = groups[c]
-        if g < 0:
-            out_clusters.append(members)
-            out_verdicts.append(verdict)
+        joined = [c] if g < 0 else [k for k, gk in enumerate(groups) if gk == g]
+        if g >= 0 and first[g] != c:
             continue
-        if first[g] != c:
-            continue
-        joined = [k for k, gk in enumerate(groups) if gk == g]
+        origins.append(joined)
         if len(joined) == 1:
             out_clusters.append(members)
             out_verdicts.append(verdict)
@@ -268,7 +266,7 @@ def merge_kept(clusters: list[list[tuple[int, float]]], verdicts: list, groups: 
         out_clusters.append(sorted(best.values()))
         out_verdicts.append(ClusterQuality(verdicts[largest].kept,
                                            {**verdicts[largest].quality, "merged": float(len(joined))}))
-    return out_clusters, out_verdicts
+    return out_clusters, out_verdicts, origins
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
