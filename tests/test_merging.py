@@ -174,3 +174,28 @@ def test_merging_after_the_check_unites_kept_clusters_and_leaves_the_rest():
     # nothing grouped: unchanged
     same, sv, so = merge_kept(clusters, verdicts, [0, -1, 2, 3], image_of, region_of)
     assert same == clusters and sv == verdicts and so == [[0], [1], [2], [3]]
+
+
+def test_random_boxes_keep_their_sizes_and_stay_inside_the_image():
+    from visum.stages.merging import random_boxes_like
+
+    boxes = np.array([[0, 0, 10, 20], [5, 5, 40, 30], [0, 0, 64, 48]])
+    sizes = np.array([[48, 64]] * 3)
+    out = random_boxes_like(boxes, sizes, np.random.default_rng(0))
+    assert (out[:, 2] - out[:, 0]).tolist() == [10, 35, 64] and (out[:, 3] - out[:, 1]).tolist() == [20, 25, 48]
+    assert (out[:, :2] >= 0).all() and (out[:, 2] <= 64).all() and (out[:, 3] <= 48).all()
+    assert out[2].tolist() == [0, 0, 64, 48]  # a box the size of the image has one place
+    again = random_boxes_like(boxes, sizes, np.random.default_rng(0))
+    assert (again == out).all()
+
+
+def test_a_fixed_centre_lets_clusters_of_one_part_merge():
+    # three clusters of one part (features near p) and nothing else: centred on their own mean the
+    # centroids are noise apart and do not merge; centred on a generic crop's feature they all point to p
+    rng = np.random.default_rng(1)
+    p, generic = np.array([1.0, 0.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0, 0.0])
+    f = p + 0.05 * rng.standard_normal((9, 4))
+    labels = np.repeat([0, 1, 2], 3)
+    _, own = merge_by_features(labels, f, threshold=0.7)
+    merged, fixed = merge_by_features(labels, f, threshold=0.7, centre=generic)
+    assert own == [] and len(fixed) == 2 and set(merged.tolist()) == {0}

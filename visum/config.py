@@ -86,6 +86,10 @@ class SummariesConfig(_Section):
                                   "judged by the scorer); after the scorer's check, among the clusters it kept "
                                   "(each judged alone: a part seen in several poses is not discarded for them); or "
                                   "after the reliance filter too, among the summaries both kept.")
+    merge_centre: Literal["clusters", "random-boxes"] = Field(
+        "clusters", description="'model' merging: features are centred on the mean over the clustered members, or "
+                                "on the mean of random boxes of the same sizes in the same images (a reference that "
+                                "does not depend on which clusters there are).")
     merge_apart: float | None = Field(
         None, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
                                       "in different places in at least this share of them, are two parts and never "

@@ -507,7 +507,8 @@ class Pipeline:
 
             feats = self._node_features(nodes, labels, model)
             apart = None if sc.merge_apart is None else Apart(image_of, boxes, share=sc.merge_apart)
-            labels, merges = merge_by_features(labels, feats, sc.merge_similarity, apart)
+            centre = self._random_box_centre(nodes, labels, model) if sc.merge_centre == "random-boxes" else None
+            labels, merges = merge_by_features(labels, feats, sc.merge_similarity, apart, centre)
             self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
         return labels
 
@@ -541,6 +542,27 @@ class Pipeline:
         new_drops = {c: fresh[c] if c in fresh else drops[o[0]] for c, o in enumerate(origins)
                      if c in fresh or o[0] in drops}
         return merged, self._drop_unrelied(merged_verdicts, new_drops), new_drops
+
+    def _random_box_centre(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
+        """``[C]``: the model's mean unit feature of one random box per clustered node, of the node's size, at a
+        random place in the node's image (seeded by ``--seed``): what any crop of the class looks like."""
+        from visum.model_features import box_features
+        from visum.stages.merging import random_boxes_like
+
+        rng = np.random.default_rng(self.config.seed)
+        rows = []
+        by_image: dict[int, list[int]] = {}
+        for k in np.flatnonzero(labels >= 0).tolist():
+            by_image.setdefault(nodes[k].image, []).append(k)
+        for image, ks in sorted(by_image.items()):
+            im = self._used[image]
+            h, w = im.view.pixels.shape[:2]
+            boxes = random_boxes_like(np.stack([self.states[image].boxes[nodes[k].proposal] for k in ks]),
+                                      np.tile([h, w], (len(ks), 1)), rng)
+            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
+            rows.append(self.cache.get_or_compute("features", key, lambda: box_features(
+                model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device)))
+        return np.concatenate(rows).mean(axis=0) if rows else np.zeros(1)
 
     def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
         """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),

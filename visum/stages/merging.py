@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from visum.geometry import box_areas, containment
 
-__all__ = ["Apart", "MergeRule", "colocation", "merge_kept", "merge_same_part", "merge_by_features"]
+__all__ = ["Apart", "MergeRule", "colocation", "merge_kept", "merge_same_part", "merge_by_features", "random_boxes_like"]
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,8 @@ def merge_same_part(labels: np.ndarray, corr: sp.spmatrix, image_of: np.ndarray,
 
 
 def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float,
-                      apart: Apart | None = None) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+                      apart: Apart | None = None, centre: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters that the *model* sees as one part: ``(labels [N], merges)``.
 
     Each cluster ``c`` has a centroid ``m_c = mean_{x in c} (f_x - f_bar) / ||.||`` of its
@@ -171,6 +172,11 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
     lower labels. Merges are ``(kept label, merged
     label, cosine)`` in the input's labels; labels come back renumbered ``0..C'-1`` in order of
     first appearance, ``-1`` kept.
+
+    ``centre [C]``, when given, replaces ``f_bar``: the mean feature of random boxes of the class's
+    images (:func:`random_boxes_like`), a reference that does not depend on which clusters there
+    are. Centred on its own members' mean, a class whose every cluster shows one part (a lamp's
+    flame in three poses) has centroids that differ by noise only, and nothing merges.
 
     Why features and not ``Corr''``: a clusterer splits one part by pose, scale or colour,
     which the matcher (HOG, proposal flow) sees; a model trained on varied poses maps them to
@@ -186,7 +192,9 @@ def merge_by_features(labels: np.ndarray, features: np.ndarray, threshold: float
     labels = np.asarray(labels, dtype=np.int64)
     f = np.asarray(features, dtype=np.float64)
     names = sorted(set(labels[labels >= 0].tolist()))
-    if names:
+    if centre is not None:
+        f = f - np.asarray(centre, dtype=np.float64)
+    elif names:
         f = f - f[labels >= 0].mean(axis=0)
     sums = {c: f[labels == c].sum(axis=0) for c in names}
     merges: list[tuple[int, int, float]] = []
@@ -267,6 +275,17 @@ def merge_kept(clusters: list[list[tuple[int, float]]], verdicts: list, groups: 
         out_verdicts.append(ClusterQuality(verdicts[largest].kept,
                                            {**verdicts[largest].quality, "merged": float(len(joined))}))
     return out_clusters, out_verdicts, origins
+
+
+def random_boxes_like(boxes: np.ndarray, sizes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``[N, 4]`` boxes of the same widths and heights as ``boxes [N, 4]`` (``[x0, y0, x1, y1)``), each at
+    a uniformly random place inside its image of ``sizes [N, 2]`` ``(height, width)``."""
+    boxes = np.asarray(boxes, dtype=np.int64)
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    x0 = np.floor(rng.random(len(boxes)) * (sizes[:, 1] - w + 1)).astype(np.int64)
+    y0 = np.floor(rng.random(len(boxes)) * (sizes[:, 0] - h + 1)).astype(np.int64)
+    return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
