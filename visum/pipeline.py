@@ -205,11 +205,15 @@ class Pipeline:
         """The whole pipeline, in memory: a :class:`~visum.result.Result` (``result.save()`` writes it)."""
         cfg = self.config
         model, target, images, probs = self.prepare()
-        no_merge = self._check_merge(model)  # fail before the work, not after it
+        if cfg.summaries.merge == "model":  # fail before the work, not after it
+            from visum.model_features import default_layer
+
+            try:
+                default_layer(model.module)
+            except ValueError:
+                raise ConfigError(f"summaries.merge = \"model\" reads the input of the model's last nn.Linear, and "
+                                  f"{cfg.model.spec} has none: use merge = \"same-part\" or \"none\"") from None
         used, self.warnings = self.select_images(model, target, images, probs)
-        if no_merge:
-            self.reporter.warn(no_merge.message)
-            self.warnings.append(no_merge)
         states = self.states = {im.id: ImageState() for im in used}
         self._used = {im.id: im for im in used}
         with self.stage("saliency"):
@@ -240,27 +244,6 @@ class Pipeline:
         result.manifest.timings = dict(self.timings)
         result.cache_hits, result.cache_misses = self.cache.hits, self.cache.misses
         return result
-
-    def _check_merge(self, model: LoadedModel) -> WarningRecord | None:
-        """``summaries.merge = "model"`` reads the input of the model's last ``nn.Linear``. Without one: a
-        ``ConfigError`` when the merge was asked for, or, when it is only the default, no merging and a
-        warning (returned) — the run goes on as ``merge = "none"``."""
-        sc = self.config.summaries
-        if sc.merge != "model":
-            return None
-        from visum.model_features import default_layer
-
-        try:
-            default_layer(model.module)
-            return None
-        except ValueError:
-            if "merge" in sc.model_fields_set:
-                raise ConfigError(f"summaries.merge = \"model\" reads the input of the model's last nn.Linear, and "
-                                  f"{self.config.model.spec} has none: use merge = \"same-part\" or \"none\"") from None
-        self.config = self.config.model_copy(update={"summaries": sc.model_copy(update={"merge": "none"})})
-        return WarningRecord(code="not-merged", message=f"summaries not merged: {self.config.model.spec} has no "
-                                                        f"nn.Linear whose input gives the features summaries.merge = "
-                                                        f"\"model\" compares")
 
     def select_images(
         self, model: LoadedModel, target: int, images: list[InputImage], probs: np.ndarray
@@ -563,40 +546,40 @@ class Pipeline:
     def _random_box_centre(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
         """``[C]``: the model's mean unit feature of one random box per clustered node, of the node's size, at a
         random place in the node's image (seeded by ``--seed``): what any crop of the class looks like."""
-        from visum.model_features import box_features
         from visum.stages.merging import random_boxes_like
 
         rng = np.random.default_rng(self.config.seed)
         rows = []
-        by_image: dict[int, list[int]] = {}
-        for k in np.flatnonzero(labels >= 0).tolist():
-            by_image.setdefault(nodes[k].image, []).append(k)
-        for image, ks in sorted(by_image.items()):
-            im = self._used[image]
-            h, w = im.view.pixels.shape[:2]
+        for image, ks in sorted(self._clustered_by_image(nodes, labels).items()):
+            h, w = self._used[image].view.pixels.shape[:2]
             boxes = random_boxes_like(np.stack([self.states[image].boxes[nodes[k].proposal] for k in ks]),
                                       np.tile([h, w], (len(ks), 1)), rng)
-            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
-            rows.append(self.cache.get_or_compute("features", key, lambda: box_features(
-                model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device)))
+            rows.append(self._box_features(image, boxes, model))
         return np.concatenate(rows).mean(axis=0) if rows else np.zeros(1)
 
-    def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
-        """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others),
-        computed per image and cached (:func:`visum.model_features.box_features`)."""
+    def _box_features(self, image: int, boxes: np.ndarray, model: LoadedModel) -> np.ndarray:
+        """``[len(boxes), C]`` the model's unit features of ``boxes`` in image ``image``, cached
+        (:func:`visum.model_features.box_features`)."""
         from visum.model_features import box_features
 
+        im = self._used[image]
+        key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
+        return self.cache.get_or_compute("features", key, lambda: box_features(
+            model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device))
+
+    def _clustered_by_image(self, nodes: list[Node], labels: np.ndarray) -> dict[int, list[int]]:
         by_image: dict[int, list[int]] = {}
         for k in np.flatnonzero(labels >= 0).tolist():
             by_image.setdefault(nodes[k].image, []).append(k)
+        return by_image
+
+    def _node_features(self, nodes: list[Node], labels: np.ndarray, model: LoadedModel) -> np.ndarray:
+        """``[N, C]`` the model's unit features of every clustered node's box (zero rows for the others)."""
+        by_image = self._clustered_by_image(nodes, labels)
         rows: dict[int, np.ndarray] = {}
         for image, ks in self.reporter.progress(list(by_image.items()), "model features", len(by_image)):
             boxes = np.stack([self.states[image].boxes[nodes[k].proposal] for k in ks])
-            im = self._used[image]
-            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
-            f = self.cache.get_or_compute("features", key, lambda: box_features(
-                model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device))
-            rows.update(zip(ks, f))
+            rows.update(zip(ks, self._box_features(image, boxes, model)))
         width = next(iter(rows.values())).shape[0] if rows else 1
         out = np.zeros((len(nodes), width), dtype=np.float32)
         for k, row in rows.items():
