@@ -64,8 +64,13 @@ def choose(stats: dict[str, dict], baseline: str, min_purity: float, recall_slac
     """The variants that pass the bars, best first by the rule; ``[]`` when none passes."""
     floor = stats[baseline]["recall"] - recall_slack
     passing = [v for v, s in stats.items() if s["purity"] >= min_purity and s["recall"] >= floor - 1e-9]
-    return sorted(passing, key=lambda v: (stats[v]["over_two"], -stats[v]["recall"], stats[v]["false"],
-                                          v != baseline, v))
+    return sorted(passing, key=lambda v: rule_key(stats, v, baseline) + (stats[v]["kept"], v))
+
+
+def rule_key(stats: dict[str, dict], variant: str, baseline: str) -> tuple:
+    """What the rule ranks by: runs with > 2 of a part, then recall, then false summaries, then the baseline."""
+    s = stats[variant]
+    return (s["over_two"], -round(s["recall"], 9), s["false"], variant != baseline)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['worst']} | {s['over_two']} | {'yes' if v in order else 'no'} |")
     if incomplete:
         print(f"\nincomplete (missing runs the baseline made): {', '.join(sorted(incomplete))}")
-    print(f"\nchosen by the rule: {order[0] if order else 'none passes'}")
+    tied = [v for v in order if rule_key(complete, v, args.baseline) == rule_key(complete, order[0], args.baseline)]
+    if len(tied) > 1:
+        print(f"\ntied by the rule: {', '.join(tied)} (listed by fewer kept summaries, which the rule does not weigh)")
+    print(f"\nfirst by the rule: {order[0] if order else 'none passes'}")
     return 0
 
 

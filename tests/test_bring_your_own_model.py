@@ -84,7 +84,11 @@ def test_a_custom_model_is_fed_the_whole_image_and_uses_every_image(border, sour
     assert sum(im.used for im in m.images) == N_FLAGGED
     pre = m.model.preprocessing
     assert (pre.resize, pre.crop_ratio, pre.input_size, pre.mean) == ("squash", 1.0, SIZE, MEAN)
-    assert m.warnings == [] and "warning" not in err
+    if source == "factory":  # an nn.Module: the input of its last nn.Linear gives the features the merge compares
+        assert m.warnings == [] and "warning" not in err and m.config["summaries"]["merge"] == "model"
+    else:  # a compiled graph has no nn.Linear to read: the default merge is skipped, and said so
+        assert [w.code for w in m.warnings] == ["not-merged"] and m.config["summaries"]["merge"] == "none"
+        assert err.count("visum: warning") == 1 and "summaries not merged: " + m.model.spec in err
     report = (out / "report.html").read_text()
     assert 'id="model-input"' in report and "as the model sees it" in report
 
@@ -124,7 +128,7 @@ def test_kept_misclassified_images_still_warn_in_terminal_manifest_and_report(bo
     assert code == 0, err
     assert "visum: warning: only 0 of 12 images" in err and "first check the preprocessing" in err
     m = manifest_of(out)
-    assert [w.code for w in m.warnings] == ["target-share"]
+    assert [w.code for w in m.warnings] == ["target-share", "not-merged"]  # an exported graph: no nn.Linear to read
     assert "kept anyway" in m.warnings[0].message and "--keep-misclassified" not in m.warnings[0].message.split(";")[-1]
     assert m.model.preprocessing.crop_ratio == pytest.approx(96 / 109)  # floor(96 / 0.875) = 109
     report = (out / "report.html").read_text()

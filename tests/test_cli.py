@@ -90,17 +90,45 @@ def test_gradient_run_recovers_every_part_with_pure_summaries(gradient_run):
     assert s.mu_s < 0.5 * s.mu_r
 
 
-def test_merging_by_the_models_features_leaves_one_summary_per_part(gradient_run, tmp_path, capsys):
-    """summaries.merge = "model": the default pipeline's HOG clusters split parts by pose; the parts CNN's
-    own features join them (10 summaries -> 5 on these images at the default merge_similarity 0.9)."""
+@pytest.fixture(scope="module")
+def unmerged_gradient_run(tmp_path_factory):
+    """`gradient_run` with `summaries.merge = "none"` (the default until it was chosen on dev worlds)."""
+    root = tmp_path_factory.mktemp("unmerged")
+    (root / "unmerged.toml").write_text('[summaries]\nmerge = "none"\n')
+    assert main(["run", "--saliency", "gradient", "--config", str(root / "unmerged.toml"), "--out", str(root / "run"),
+                 "--quiet"]) == 0
+    return root / "run"
+
+
+def test_the_default_merges_the_summaries_the_model_sees_as_one_part(gradient_run, unmerged_gradient_run):
+    """The default merge (after the reliance filter, features centred on random boxes): fewer summaries,
+    the same parts, at most two summaries of one part; a merged summary's reliance is measured again."""
+    from visum.evaluate.summaries import evaluate_run
+
+    merged, unmerged = load_manifest(gradient_run), load_manifest(unmerged_gradient_run)
+    assert merged.config["summaries"]["merge"] == "model" and unmerged.config["summaries"]["merge"] == "none"
+    m, u = evaluate_run(gradient_run, draws=50), evaluate_run(unmerged_gradient_run, draws=50)
+    assert m.n_kept < u.n_kept and m.parts_recovered == u.parts_recovered == ["eye", "beak", "tail", "wing"]
+    majorities = [s.majority for s in m.summaries if s.kept]
+    assert max(majorities.count(p) for p in set(majorities)) <= 2 < max(
+        [s.majority for s in u.summaries if s.kept].count(p) for p in set(majorities))
+    members = {(x.image, x.region) for s in unmerged.kept_summaries for x in s.members}
+    assert {(x.image, x.region) for s in merged.kept_summaries for x in s.members} <= members  # only kept ones merge
+    assert all(s.reliance is not None and s.reliance >= 0.2 for s in merged.kept_summaries)
+
+
+def test_merging_right_after_clustering_leaves_one_summary_per_part(unmerged_gradient_run, tmp_path, capsys):
+    """summaries.merge = "model" right after clustering: the default pipeline's HOG clusters split parts
+    by pose; the parts CNN's own features join them (10 summaries -> 5 on these images at 0.9)."""
     from visum.evaluate.summaries import evaluate_run
 
     cfg = tmp_path / "model.toml"
-    cfg.write_text('[summaries]\nmerge = "model"\n')
+    cfg.write_text('[summaries]\nmerge = "model"\nmerge_after = "clustering"\nmerge_centre = "clusters"\n'
+                   'merge_similarity = 0.9\n')
     code, _, err = run_cli(capsys, "run", "--config", cfg, "--saliency", "gradient", "--out", tmp_path / "merged")
     assert code == 0, err
     assert re.search(r"merged [1-9]\d* clusters the model sees as one part", err)
-    merged, unmerged = evaluate_run(tmp_path / "merged", draws=50), evaluate_run(gradient_run, draws=50)
+    merged, unmerged = evaluate_run(tmp_path / "merged", draws=50), evaluate_run(unmerged_gradient_run, draws=50)
     assert merged.n_kept < unmerged.n_kept
     assert merged.parts_recovered == ["eye", "beak", "tail", "wing"]
     assert merged.n_kept <= 2 * len(merged.parts_recovered) and merged.mean_purity >= 0.85
@@ -382,10 +410,11 @@ def paper_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     runs = {}
     for name, summaries in {"as-clustered": "min_reliance = -100\n", "reliance": "min_reliance = 0.2\n",
-                            "merged": 'min_reliance = 0.2\nmerge = "same-part"\n',
+                            "merged": 'min_reliance = 0.2\nmerge = "same-part"\nmerge_after = "clustering"\n',
                             "all-members": "min_reliance = -100\none_per_region = false\n"}.items():
         cfg = root / f"{name}.toml"
-        cfg.write_text(f"[summaries]\n{summaries}")
+        unmerged = "" if "merge =" in summaries else 'merge = "none"\n'
+        cfg.write_text(f"[summaries]\n{summaries}{unmerged}")
         out = root / name
         assert main(["run", "--saliency", "gradient", "--matcher", "proposal-flow", "--clusterer", "ap", "--config", str(cfg), "--out", str(out),
                      "--quiet"]) == 0

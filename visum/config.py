@@ -74,26 +74,29 @@ class PruningConfig(_Section):
 
 
 class SummariesConfig(_Section):
-    merge: Literal["none", "same-part", "model"] = Field(
-        "none", description="Merge clusters that show the same part: 'same-part' when co-located in shared images, or "
+    merge: Literal["auto", "none", "same-part", "model"] = Field(
+        "auto", description="Merge clusters that show the same part: 'same-part' when co-located in shared images, or "
                             "linked as strongly as their own members; 'model' when the explained model's features of "
-                            "their members agree (cosine of centroids >= merge_similarity). Summaries then follow "
-                            "parts, not the number of images.")
-    merge_similarity: float = Field(0.9, ge=-1, le=1, description="'model' merging: smallest cosine between two "
+                            "their members agree (cosine of centroids >= merge_similarity); 'auto' is 'model' when "
+                            "the model ends in an nn.Linear (its input gives the features), else 'none' with a "
+                            "warning. Summaries then follow parts, not the number of images. The default was "
+                            "chosen on the dev worlds (docs/benchmark.md).")
+    merge_similarity: float = Field(0.7, ge=-1, le=1, description="'model' merging: smallest cosine between two "
                                                                   "clusters' mean features that merges them.")
     merge_after: Literal["clustering", "scoring", "reliance"] = Field(
-        "clustering", description="When clusters are merged: right after clustering (the merged cluster is then "
-                                  "judged by the scorer); after the scorer's check, among the clusters it kept "
-                                  "(each judged alone: a part seen in several poses is not discarded for them); or "
-                                  "after the reliance filter too, among the summaries both kept.")
+        "reliance", description="When clusters are merged: right after clustering (the merged cluster is then "
+                                "judged by the scorer); after the scorer's check, among the clusters it kept "
+                                "(each judged alone: a part seen in several poses is not discarded for them); or "
+                                "after the reliance filter too, among the summaries both kept (the merged "
+                                "summary's reliance is measured again).")
     merge_centre: Literal["clusters", "random-boxes"] = Field(
-        "clusters", description="'model' merging: features are centred on the mean over the clustered members, or "
-                                "on the mean of random boxes of the same sizes in the same images (a reference that "
-                                "does not depend on which clusters there are).")
+        "random-boxes", description="'model' merging: features are centred on the mean over the clustered members, "
+                                    "or on the mean of random boxes of the same sizes in the same images (a "
+                                    "reference that does not depend on which clusters there are).")
     merge_apart: float | None = Field(
-        None, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
-                                      "in different places in at least this share of them, are two parts and never "
-                                      "merge (None = no such test).")
+        0.5, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
+                                     "in different places in at least this share of them, are two parts and never "
+                                     "merge (None = no such test).")
     merge_link: float = Field(0.5, ge=0, description="Linkage test: mean similarity between two clusters' members at "
                                                       "least this times the smaller mean inner similarity.")
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "

@@ -205,15 +205,11 @@ class Pipeline:
         """The whole pipeline, in memory: a :class:`~visum.result.Result` (``result.save()`` writes it)."""
         cfg = self.config
         model, target, images, probs = self.prepare()
-        if cfg.summaries.merge == "model":  # fail before the work, not after it
-            from visum.model_features import default_layer
-
-            try:
-                default_layer(model.module)
-            except ValueError:
-                raise ConfigError(f"summaries.merge = \"model\" reads the input of the model's last nn.Linear, and "
-                                  f"{cfg.model.spec} has none: use merge = \"same-part\" or \"none\"") from None
+        no_merge = self._check_merge(model)  # fail before the work, not after it
         used, self.warnings = self.select_images(model, target, images, probs)
+        if no_merge:
+            self.reporter.warn(no_merge.message)
+            self.warnings.append(no_merge)
         states = self.states = {im.id: ImageState() for im in used}
         self._used = {im.id: im for im in used}
         with self.stage("saliency"):
@@ -244,6 +240,30 @@ class Pipeline:
         result.manifest.timings = dict(self.timings)
         result.cache_hits, result.cache_misses = self.cache.hits, self.cache.misses
         return result
+
+    def _check_merge(self, model: LoadedModel) -> WarningRecord | None:
+        """Resolve ``summaries.merge``: ``"model"`` reads the input of the model's last ``nn.Linear``, so
+        without one an explicit ``"model"`` is a ``ConfigError`` (before the work), and ``"auto"`` runs as
+        ``"none"`` with a warning (returned); with one, ``"auto"`` runs as ``"model"``. The configuration
+        the manifest records is the resolved one."""
+        sc = self.config.summaries
+        if sc.merge not in ("model", "auto"):
+            return None
+        from visum.model_features import default_layer
+
+        try:
+            default_layer(model.module)
+            resolved, warning = "model", None
+        except ValueError:
+            if sc.merge == "model":
+                raise ConfigError(f"summaries.merge = \"model\" reads the input of the model's last nn.Linear, and "
+                                  f"{self.config.model.spec} has none: use merge = \"same-part\" or \"none\"") from None
+            resolved = "none"
+            warning = WarningRecord(code="not-merged", message=f"summaries not merged: {self.config.model.spec} has no "
+                                                               f"nn.Linear whose input gives the features that "
+                                                               f"summaries.merge = \"auto\" compares")
+        self.config = self.config.model_copy(update={"summaries": sc.model_copy(update={"merge": resolved})})
+        return warning
 
     def select_images(
         self, model: LoadedModel, target: int, images: list[InputImage], probs: np.ndarray
