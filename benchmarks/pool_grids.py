@@ -8,9 +8,10 @@ taken from the last one given. Runs whose model is below ``--min-accuracy``
 held-out accuracy do not count, as in ``worlds_grid.py``.
 
 The rule (docs/benchmark.md, written before the runs): among variants with pooled mean purity
-≥ ``--min-purity`` and mean recall at most ``--recall-slack`` below the baseline's, the fewest
-runs with more than two summaries of one part; ties go to the higher recall, then fewer false
-summaries, then the baseline.
+≥ ``--min-purity`` (over runs that kept a summary, as in ``worlds_grid.py``) and mean recall at
+most ``--recall-slack`` below the baseline's, the fewest runs with more than two summaries of one
+part; ties go to the higher recall, then fewer false summaries, then the baseline. Variants the
+rule cannot tell apart are printed as such.
 
     python benchmarks/pool_grids.py --grid visum-out/grid-dev-merge-30 --grid visum-out/grid-dev-merge-30c \\
         --grid visum-out/grid-dev-merge-100a --baseline default
@@ -42,9 +43,18 @@ def pooled(rows: list[dict]) -> dict:
     }
 
 
+def _images_asked(variant: Path) -> str | None:
+    """The ``--images`` of the command that made a variant's table (``grid-command.json``), if recorded."""
+    try:
+        command = json.loads((variant / "grid-command.json").read_text("utf-8"))["command"]
+        return str(command[command.index("--images") + 1])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
 def read_grids(grids: list[Path], min_accuracy: float) -> dict[str, dict[tuple, dict]]:
-    """``{variant: {(world, model, images): row}}`` over every grid folder given, counted runs only;
-    a run found in several grids is taken from the last one given."""
+    """``{variant: {(world, model, images asked): row}}`` over every grid folder given, counted runs
+    only; a run found in several grids is taken from the last one given."""
     out: dict[str, dict[tuple, dict]] = {}
     for grid in grids:
         if not grid.is_dir():
@@ -54,9 +64,10 @@ def read_grids(grids: list[Path], min_accuracy: float) -> dict[str, dict[tuple, 
                 rows = json.loads(table.read_text("utf-8"))["rows"]
             except (OSError, ValueError, KeyError) as exc:
                 raise SystemExit(f"{table}: not a benchmark table ({exc})") from None
+            images = _images_asked(table.parent)
             for r in rows:
                 if not r.get("error") and float(r.get("val_accuracy") or 0) >= min_accuracy:
-                    out.setdefault(table.parent.name, {})[(r["world"], r["model"], r.get("used"))] = r
+                    out.setdefault(table.parent.name, {})[(r["world"], r["model"], images or r.get("used"))] = r
     return out
 
 
@@ -64,7 +75,7 @@ def choose(stats: dict[str, dict], baseline: str, min_purity: float, recall_slac
     """The variants that pass the bars, best first by the rule; ``[]`` when none passes."""
     floor = stats[baseline]["recall"] - recall_slack
     passing = [v for v, s in stats.items() if s["purity"] >= min_purity and s["recall"] >= floor - 1e-9]
-    return sorted(passing, key=lambda v: rule_key(stats, v, baseline) + (stats[v]["kept"], v))
+    return sorted(passing, key=lambda v: (rule_key(stats, v, baseline), v))
 
 
 def rule_key(stats: dict[str, dict], variant: str, baseline: str) -> tuple:
@@ -108,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nincomplete (missing runs the baseline made): {', '.join(sorted(incomplete))}")
     tied = [v for v in order if rule_key(complete, v, args.baseline) == rule_key(complete, order[0], args.baseline)]
     if len(tied) > 1:
-        print(f"\ntied by the rule: {', '.join(tied)} (listed by fewer kept summaries, which the rule does not weigh)")
-    print(f"\nfirst by the rule: {order[0] if order else 'none passes'}")
+        print(f"\nthe rule does not decide between: {', '.join(tied)}")
+    else:
+        print(f"\nchosen by the rule: {order[0] if order else 'none passes'}")
     return 0
 
 

@@ -93,6 +93,18 @@ def test_a_custom_model_is_fed_the_whole_image_and_uses_every_image(border, sour
     assert 'id="model-input"' in report and "as the model sees it" in report
 
 
+def test_merging_by_features_asked_of_a_compiled_model_is_refused_before_the_work(border, tmp_path, capsys):
+    config = tmp_path / "model.toml"
+    config.write_text('[summaries]\nmerge = "model"\n')
+    code, out, err = run_cli(capsys, "run", "--saliency", "gradient", "--config", config,
+                             *_source_args(border, "torchscript"), "--images", border["images"], "--target", "flagged",
+                             "--out", tmp_path / "out", "--quiet")
+    assert code == 2 and out == "" and not (tmp_path / "out" / "manifest.json").exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("visum: error: summaries.merge = \"model\" reads")
+    assert "has none: use merge" in lines[0]
+
+
 def test_the_imagenet_crop_fails_loudly_naming_the_preprocessing(border, tmp_path, capsys):
     code, out, err = run_cli(capsys, "run", "--saliency", "gradient", *_source_args(border, "torchscript"), "--resize", "short-side",
                              "--crop-ratio", "0.875", "--images", border["images"], "--target", "flagged",

@@ -259,6 +259,7 @@ def test_summaries_vs_accuracy_command(tmp_path):
             if c["run_dir"]:
                 manifest = json.loads((Path(c["run_dir"]) / "manifest.json").read_text())
                 assert sum(s["kept"] for s in manifest["summaries"]) == c["kept"]
+                assert manifest["config"]["summaries"]["merge"] == "none"  # counted as clustered, as the paper does
     shipped = rows[1]
     assert all(c["images"] == 3 for c in shipped["classes"])  # the shipped CNN gets every class right
     assert data["components"]["saliency"] == "gradient"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -93,10 +93,10 @@ class SummariesConfig(_Section):
         "random-boxes", description="'model' merging: features are centred on the mean over the clustered members, "
                                     "or on the mean of random boxes of the same sizes in the same images (a "
                                     "reference that does not depend on which clusters there are).")
-    merge_apart: float | None = Field(
-        0.5, ge=0, le=1, description="'model' merging: two clusters with members in 2 or more common images, sitting "
-                                     "in different places in at least this share of them, are two parts and never "
-                                     "merge (None = no such test).")
+    merge_apart: Annotated[float, Field(ge=0, le=1)] | Literal["off"] = Field(
+        0.5, description="'model' merging: two clusters with members in 2 or more common images, sitting in "
+                         "different places in at least this share of them, are two parts and never merge "
+                         "('off' = no such test).")
     merge_link: float = Field(0.5, ge=0, description="Linkage test: mean similarity between two clusters' members at "
                                                       "least this times the smaller mean inner similarity.")
     merge_colocated: float = Field(0.5, ge=0, le=1, description="Co-location test: share of shared images where "

@@ -140,6 +140,7 @@ class Pipeline:
         """``model``: a model already loaded (:func:`visum.models.loading.load_module`), used in place of
         ``config.model``; ``image_paths``: these image files, in this order, in place of ``config.images``."""
         self.config = config
+        self._merge_asked = config.summaries.merge  # "auto" is resolved per run, on the model (_check_merge)
         self.model = model
         self.image_paths = [Path(p) for p in image_paths] if image_paths is not None else None
         self.out_dir = Path(out_dir).absolute()  # a later chdir (a notebook's %cd) must not move it
@@ -246,7 +247,7 @@ class Pipeline:
         without one an explicit ``"model"`` is a ``ConfigError`` (before the work), and ``"auto"`` runs as
         ``"none"`` with a warning (returned); with one, ``"auto"`` runs as ``"model"``. The configuration
         the manifest records is the resolved one."""
-        sc = self.config.summaries
+        sc = self.config.summaries.model_copy(update={"merge": self._merge_asked})
         if sc.merge not in ("model", "auto"):
             return None
         from visum.model_features import default_layer
@@ -522,14 +523,16 @@ class Pipeline:
             labels, merges = merge_same_part(labels, corr, image_of, boxes,
                                              MergeRule(link=sc.merge_link, colocated=sc.merge_colocated))
             self.reporter.info(f"merged {len(merges)} clusters that show the same part")
-        else:
+        elif sc.merge == "model":
             from visum.stages.merging import Apart, merge_by_features
 
             feats = self._node_features(nodes, labels, model)
-            apart = None if sc.merge_apart is None else Apart(image_of, boxes, share=sc.merge_apart)
+            apart = None if sc.merge_apart == "off" else Apart(image_of, boxes, share=sc.merge_apart)
             centre = self._random_box_centre(nodes, labels, model) if sc.merge_centre == "random-boxes" else None
             labels, merges = merge_by_features(labels, feats, sc.merge_similarity, apart, centre)
             self.reporter.info(f"merged {len(merges)} clusters the model sees as one part")
+        else:  # "auto" is resolved by _check_merge before any stage
+            raise AssertionError(f"summaries.merge = {sc.merge!r} reached the merge unresolved")
         return labels
 
     def _merge_kept(self, clusters, verdicts, nodes: list[Node], corr: sp.csr_matrix,

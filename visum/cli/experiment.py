@@ -29,9 +29,19 @@ _MODEL_HELP = ("parts (the shipped CNN), parts:RECIPE (a parts CNN trained once 
 
 
 
-def _base_config(components, opt, seed, workers, batch_size, device):
+_CONFIG_HELP = ("A run.toml to start from; flags override it. Without one, summaries are not merged "
+                "(summaries.merge = \"none\"): the paper counts them as clustered.")
+
+
+def _base_config(components, opt, seed, workers, batch_size, device, config_file: Path | None):
+    """The pipeline of every run of an experiment. Without a config file, the run's default but
+    unmerged: the paper's Sec. 4.3 and 4.4 count and describe summaries as clustered, and the default
+    merge would also treat models with and without an nn.Linear differently within one ladder."""
     flags = {**components, "seed": seed, "workers": workers, "batch_size": batch_size, "device": device}
-    return _config_from_flags(None, flags, opt or [])
+    cfg = _config_from_flags(config_file, flags, opt or [])
+    if config_file is None:
+        cfg = cfg.model_copy(update={"summaries": cfg.summaries.model_copy(update={"merge": "none"})})
+    return cfg
 
 
 @experiment_app.command("summaries-vs-accuracy")
@@ -45,6 +55,7 @@ def summaries_vs_accuracy_cmd(
     pool_per_class: int = typer.Option(240, "--pool-per-class", min=2, help="Parts: fresh images per class to pick them from."),
     held_out_per_class: int = typer.Option(200, "--held-out-per-class", min=1, help="Parts: held-out images per class (seed 999)."),
     opt: Opts = None,
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline and of the images drawn."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes (part of their cache key)."),
     workers: Workers = None,
@@ -62,7 +73,7 @@ def summaries_vs_accuracy_cmd(
     from visum.experiments.report import accuracy_figure, accuracy_markdown, write_json
     from visum.experiments.run import summaries_vs_accuracy
 
-    base = _base_config(components, opt, seed, workers, batch_size, device)
+    base = _base_config(components, opt, seed, workers, batch_size, device, config)
     refs = [parse_model_ref(m) for m in model] if model else ladder_refs(ladder)
     cache = Cache(cache_dir, enabled=not no_cache)
     report = summaries_vs_accuracy(
@@ -91,6 +102,7 @@ def specialise_cmd(
     svm_c: float = typer.Option(1.0, "--svm-c", min=0.0, help="C of every linear SVM."),
     steps: int = typer.Option(21, "--steps", min=2, help="Grid of lambda in [0, 1]."),
     opt: Opts = None,
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the pipeline, the images/splits and the SVMs."),
     threads: int = typer.Option(2, "--threads", help="torch threads for training parts recipes."),
     workers: Workers = None,
@@ -115,7 +127,7 @@ def specialise_cmd(
         shares = tuple(float(v) for v in fractions.split(","))
     except ValueError:
         raise ConfigError(f"bad --fractions {fractions!r}: expected three numbers, e.g. 0.4,0.2,0.4") from None
-    base = _base_config(components, opt, seed, workers, batch_size, device)
+    base = _base_config(components, opt, seed, workers, batch_size, device, config)
     cache = Cache(cache_dir, enabled=not no_cache)
     reporter = TqdmReporter(quiet)
     results = []
