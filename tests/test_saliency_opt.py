@@ -489,6 +489,25 @@ def test_crisp_on_superpixels_is_binary_one_blob_on_the_patch(bright_toy):
     assert (_score_after(model, x, s) < 0.5).all()
 
 
+def test_a_hard_phase_returns_the_binary_mask_whose_drop_it_optimised(bright_toy):
+    """Straight through: the classifier sees 1[s > 0.5]; the result is exactly 0/1 and that binary
+    mask, deleted, removes the patch's class; the gradient does reach the segments (it is not all 0)."""
+    model, x, target = bright_toy
+    s = Crisp(CrispOptions(crisp_segments=30, crisp_hard=True, rounds=1)).explain(model, x, target)
+    assert set(torch.unique(s).tolist()) == {0.0, 1.0}
+    truth = _box_mask()
+    for i in range(3):  # most of the patch: the smallest binary deletion that removes the class
+        chosen = s[i, 0].numpy() > 0.5
+        assert chosen[truth].mean() >= 0.75 and chosen[~truth].mean() < 0.1
+    assert (_score_after(model, x, s) < 0.5).all()
+    soft = Phase(iterations=5, l1=0.1, l2=0.0, segments=True)
+    segments = superpixels(x, 30)
+    hard = optimise_mask(model, x, target, [Phase(iterations=5, l1=0.1, l2=0.0, segments=True, hard=True)],
+                         segments=segments, init=0.6)
+    assert set(torch.unique(hard).tolist()) <= {0.0, 1.0}
+    assert not set(torch.unique(optimise_mask(model, x, target, [soft], segments=segments, init=0.6)).tolist()) <= {0.0, 1.0}
+
+
 def test_segment_phases_need_labels_and_come_before_pixels(toy):
     model, x, target = toy
     with pytest.raises(ValueError, match="needs segments"):

@@ -87,7 +87,11 @@ class Phase:
     (``Phi(x; g * s)``) while the penalties see ``s`` itself: the score's gradient is then
     smooth across neighbouring pixels, so it cannot reward pixel-level dithering, and the
     binarisation penalty alone decides each pixel; ``adam_beta2`` is the decay of Adam's
-    running mean of squared gradients, which sets each pixel's step size (see below).
+    running mean of squared gradients, which sets each pixel's step size (see below); ``hard``
+    shows the classifier the mask thresholded, ``1[s > 0.5]``, with the straight-through gradient
+    (the threshold's derivative taken as 1), so the phase minimises the score of the *binary*
+    mask the regions stage reads while the penalties see ``s``; a schedule that ends on a hard
+    phase returns the binary mask.
 
     Why ``adam_beta2`` is a phase's business: Adam divides each coordinate's gradient by the
     root of that running mean, which with PyTorch's ``0.999`` remembers ~1000 steps. In a
@@ -109,6 +113,7 @@ class Phase:
     blur: float = 0.0
     score_blur: float = 0.0
     adam_beta2: float = 0.999
+    hard: bool = False
 
 
 def area_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -402,7 +407,8 @@ def optimise_mask(
             steps_taken[live.cpu()] += 1
             if live.numel() < b:
                 s = s[live]
-            seen = blurred(s, phase.score_blur)
+            seen = s + ((s > 0.5).to(s.dtype) - s).detach() if phase.hard else s  # straight through
+            seen = blurred(seen, phase.score_blur)
             s_shifted = shift_masks(seen, offsets[live.cpu(), step], shift)
             if allowed is not None:  # the score's blur and the jitter must not reach into kept pixels either
                 s_shifted = s_shifted * allowed[live]
@@ -427,6 +433,8 @@ def optimise_mask(
         stats["steps"] = steps_taken
     with torch.no_grad():
         s = to_mask(param, mode, phases[-1].blur).clamp(0.0, 1.0)
+        if phases[-1].hard:
+            s = (s > 0.5).to(s.dtype)
     return s.detach().to(torch.float32)
 
 

@@ -42,6 +42,8 @@ several parts it shows only the cheapest one.
 instead of pixels (:func:`visum.saliency_opt.superpixels`): masks in a few pieces that follow
 the image's edges, but greyer; measured on the pool's dev photos in ``docs/saliency.md``.
 
+``crisp_hard`` (not in the paper) shows the classifier the crisp phase's mask thresholded at
+0.5, with a straight-through gradient: the drop optimised is the binary mask's.
 Read the mask as ``s > 0.5``: :attr:`Crisp.binarize_at` tells the regions stage to cut there,
 unsmoothed (Otsu after a sigma = 2 blur picks 0.15-0.42 on these masks, not 0.5).
 """
@@ -138,6 +140,13 @@ class CrispOptions(MaskOptimisationOptions):
             "of per pixel, so the mask's edges follow the image's and it comes in few pieces; 0 = per pixel."
         ),
     )
+    crisp_hard: bool = Field(
+        default=False,
+        description=(
+            "The classifier sees the crisp phase's mask thresholded at 0.5 (straight-through gradient), so the "
+            "phase optimises the drop of the binary mask the regions stage reads; the mask returned is binary."
+        ),
+    )
     segment_compactness: float = Field(
         default=10.0, gt=0.0, description="SLIC's compactness for crisp_segments (larger: squarer superpixels)."
     )
@@ -177,6 +186,7 @@ class Crisp(Component):
                     blur=o.crisp_mask_blur if o.crisp_full_resolution and not o.crisp_segments else 0.0,
                     score_blur=o.crisp_score_blur if o.crisp_full_resolution or o.crisp_segments else 0.0,
                     adam_beta2=o.crisp_adam_beta2,
+                    hard=o.crisp_hard,
                 )
             )
         return phases
