@@ -55,3 +55,14 @@ def foolbox_images() -> Path | None:
         return None
     folder = Path(spec.origin).parent / "data"
     return folder if any(folder.glob("imagenet_*.jpg")) else None
+
+
+def benchmark_script(name: str):
+    """The module ``benchmarks/NAME.py`` (a script, not a package), imported for its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,17 +1,13 @@
 """benchmarks/pool_grids.py: runs pooled by variant over several grids, and the dev rule applied."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_script
 
 
 def _pool():
-    spec = importlib.util.spec_from_file_location("pool_grids", ROOT / "benchmarks" / "pool_grids.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("pool_grids")
 
 
 def _row(world, purity, recall, kept, redundancy, false=0, accuracy=1.0):

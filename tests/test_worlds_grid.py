@@ -1,17 +1,12 @@
 """benchmarks/worlds_grid.py's tables: the means per variant and per architecture."""
 
-import importlib.util
 import math
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_script
 
 
 def _grid():
-    spec = importlib.util.spec_from_file_location("worlds_grid", ROOT / "benchmarks" / "worlds_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("worlds_grid")
 
 
 def _row(model, purity, recall, kept, false=0, redundancy=1, saliency=0.5, error=""):
