@@ -21,26 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-
-def pooled(rows: list[dict]) -> dict:
-    """Means and sums over counted runs: purity over runs that kept a summary, recall over all."""
-    purities = [float(r["purity"]) for r in rows if r.get("purity") not in ("", None)
-                and not math.isnan(float(r["purity"]))]
-    recalls = [float(r["recall"]) for r in rows if r.get("recall") not in ("", None)
-               and not math.isnan(float(r["recall"]))]
-    return {
-        "runs": len(rows),
-        "purity": sum(purities) / len(purities) if purities else math.nan,
-        "recall": sum(recalls) / len(recalls) if recalls else math.nan,
-        "false": sum(int(r.get("false_summaries") or 0) for r in rows),
-        "kept": sum(int(r.get("kept") or 0) for r in rows),
-        "worst": max((int(r.get("redundancy") or 0) for r in rows), default=0),
-        "over_two": sum(1 for r in rows if int(r.get("redundancy") or 0) > 2),
-    }
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worlds_grid import run_stats  # noqa: E402  (a sibling script, not a package)
 
 
 def _images_asked(variant: Path) -> str | None:
@@ -103,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     complete, incomplete = {}, []
     for variant, runs in by_variant.items():
         if needed <= set(runs):
-            complete[variant] = pooled([runs[k] for k in sorted(needed)])
+            complete[variant] = run_stats([runs[k] for k in sorted(needed)])
         else:
             incomplete.append(variant)
     order = choose(complete, args.baseline, args.min_purity, args.recall_slack)

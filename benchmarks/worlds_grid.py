@@ -59,13 +59,25 @@ def means_row(name: str, flags: str, rows: list[dict], min_accuracy: float = 0.0
     """One Markdown row of a variant's means over its runs (a run that kept nothing has no purity);
     runs whose model's held-out accuracy is below ``min_accuracy`` count as not run."""
     ok = [r for r in rows if not r.get("error") and float(r.get("val_accuracy") or 0) >= min_accuracy]
-    false = sum(int(r.get("false_summaries") or 0) for r in ok)
-    worst = max((int(r.get("redundancy") or 0) for r in ok), default=0)
-    over_two = sum(1 for r in ok if int(r.get("redundancy") or 0) > 2)
+    s = run_stats(ok)
     seconds = sum(float(r.get("seconds") or 0) for r in ok)
-    return (f"| {name} | `{flags or '(defaults)'}` | {len(ok)}/{len(rows)} | {_f(_mean(ok, 'purity'))} | "
-            f"{_f(_mean(ok, 'recall'))} | {false} | {sum(int(r.get('kept') or 0) for r in ok)} | {worst} | "
-            f"{over_two} | {_f(_mean(ok, 'saliency_on_relied'))} | {seconds:.0f} |")
+    return (f"| {name} | `{flags or '(defaults)'}` | {len(ok)}/{len(rows)} | {_f(s['purity'])} | "
+            f"{_f(s['recall'])} | {s['false']} | {s['kept']} | {s['worst']} | "
+            f"{s['over_two']} | {_f(_mean(ok, 'saliency_on_relied'))} | {seconds:.0f} |")
+
+
+def run_stats(rows: list[dict]) -> dict:
+    """Over counted runs: mean purity (runs that kept a summary) and recall, false summaries and kept
+    summaries summed, the most summaries of one part, and the runs with more than two of one part."""
+    return {
+        "runs": len(rows),
+        "purity": _mean(rows, "purity"),
+        "recall": _mean(rows, "recall"),
+        "false": sum(int(r.get("false_summaries") or 0) for r in rows),
+        "kept": sum(int(r.get("kept") or 0) for r in rows),
+        "worst": max((int(r.get("redundancy") or 0) for r in rows), default=0),
+        "over_two": sum(1 for r in rows if int(r.get("redundancy") or 0) > 2),
+    }
 
 
 MEANS_HEAD = ("| variant | flags | runs | mean purity | mean recall | false summaries | kept | most of one part "
