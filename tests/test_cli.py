@@ -313,8 +313,8 @@ def test_killed_masks_command_recomputes_only_the_missing_masks(parts_folder, tm
             "--out", str(out), "--cache-dir", str(cache), "--batch-size", "1", "--quiet"]
 
     def cached() -> int:
-        # finished entries only: a write killed mid-way leaves a `.<key>.pkl.*.tmp` file, never a `<key>.pkl`
-        return sum(not p.name.startswith(".") for p in (cache / "saliency").glob("*/*.pkl"))
+        # finished entries only: a write killed mid-way leaves a `.<key>.vcache.*.tmp` file, never a `<key>.vcache`
+        return sum(not p.name.startswith(".") for p in (cache / "saliency").glob("*/*.vcache"))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = tmp_path / "killed.log"  # a file, not a pipe nobody drains while the child runs

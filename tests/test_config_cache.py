@@ -44,16 +44,18 @@ def test_config_errors_are_one_line(tmp_path):
 def test_cache_round_trip_atomicity_and_corruption(tmp_path):
     import numpy as np
 
-    cache = Cache(tmp_path)
+    said = []
+    cache = Cache(tmp_path, warn=said.append)
     key = make_key("saliency", image=content_hash(np.zeros(3)), options={"a": 1})
     assert key != make_key("saliency", image=content_hash(np.zeros(3)), options={"a": 2})
     assert cache.get("saliency", key) is None
     cache.put("saliency", key, np.arange(4))
     assert cache.get("saliency", key).tolist() == [0, 1, 2, 3]
-    assert not list(tmp_path.rglob(".tmp-*"))
-    path = next(tmp_path.rglob("*.pkl"))
+    assert not list(tmp_path.rglob("*.tmp"))
+    path = next(tmp_path.rglob("*.vcache"))
     path.write_bytes(b"garbage")
     assert cache.get("saliency", key) is None and not path.exists()
+    assert len(said) == 1 and str(path) in said[0] and "damaged" in said[0]
     off = Cache(tmp_path / "off", enabled=False)
     off.put("s", key, 1)
     assert off.get("s", key) is None and not (tmp_path / "off").exists()

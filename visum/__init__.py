@@ -8,6 +8,7 @@ From Python: ``visum.summarize(model, images, target=...)`` returns a :class:`vi
 (model, image, target=..., method=...)`` returns one saliency mask. See :mod:`visum.api`.
 """
 
+from visum.cache_codec import cacheable
 from visum.components import (
     ClusterQuality,
     Clusterer,
@@ -29,6 +30,7 @@ __all__ = [
     "explain",
     "Result",
     "hookimpl",
+    "cacheable",
     "Component",
     "Options",
     "SaliencyMethod",

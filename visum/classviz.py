@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from visum.cache_codec import cacheable
 from visum.filters import gaussian_blur
 
 __all__ = ["ClassModel", "class_model_visualisation", "stretch_contrast", "to_display"]
@@ -41,6 +42,7 @@ __all__ = ["ClassModel", "class_model_visualisation", "stretch_contrast", "to_di
 Step = Literal["plain", "normalised"]
 
 
+@cacheable
 @dataclass(frozen=True)
 class ClassModel:
     """The result of :func:`class_model_visualisation` for one class.

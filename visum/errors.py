@@ -25,3 +25,11 @@ class PluginError(VisumError):
 
     The message always names the plugin (kind, name and the distribution that provides it).
     """
+
+
+class VisumWarning(UserWarning):
+    """A run's result that needs the user's attention (low target share, a damaged cache entry, ...)."""
+
+
+class OutputError(VisumError):
+    """An output folder or file that cannot be written, or that is not visum's to replace. The message names it."""

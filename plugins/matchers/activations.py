@@ -30,12 +30,13 @@ import numpy as np
 from pydantic import Field
 from visum_plugins.matchers.hog import cosine_similarity_nonneg
 
-from visum import Component, Options, hookimpl
+from visum import Component, Options, cacheable, hookimpl
 from visum.model_features import box_features, default_layer
 
 __all__ = ["ActivationsOptions", "ActivationDescription", "Activations", "register_matchers"]
 
 
+@cacheable
 @dataclass(frozen=True)
 class ActivationDescription:
     """What :meth:`Activations.describe` computes once per image."""

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 from skimage.feature import hog
 
-from visum import Component, Options, hookimpl
+from visum import Component, Options, cacheable, hookimpl
 
 __all__ = [
     "HOGOptions",
@@ -109,6 +109,7 @@ def cosine_similarity_nonneg(f_i: np.ndarray, f_j: np.ndarray) -> np.ndarray:
     return np.minimum(q, 1.0, out=q)
 
 
+@cacheable
 @dataclass(frozen=True)
 class HOGDescription:
     """What :meth:`HOG.describe` computes once per image."""

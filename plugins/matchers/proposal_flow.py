@@ -87,7 +87,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from visum import Component, hookimpl
+from visum import Component, cacheable, hookimpl
 from visum.geometry import box_iou, iou_and_containment
 from visum_plugins.matchers.hog import HOG, HOGOptions, cosine_similarity_nonneg
 
@@ -484,9 +484,10 @@ def local_offset_matching(
 # --------------------------------------------------------------------------- component
 
 
+@cacheable
 @dataclass(frozen=True)
 class ProposalFlowDescription:
-    """What :meth:`ProposalFlow.describe` computes once per image (picklable)."""
+    """What :meth:`ProposalFlow.describe` computes once per image (cacheable: data only)."""
 
     features: np.ndarray  # [M, D] float32, HOG, unit rows (zero for a flat crop)
     boxes: np.ndarray  # [M, 4] int64
