@@ -87,8 +87,11 @@ def test_a_result_in_a_temporary_folder_saves_elsewhere_whole_and_the_module_is_
     saved = json.loads((out / "manifest.json").read_text())
     assert [im["path"] for im in saved["images"]] == [f"images/{k:04d}.png" for k in range(6)]
     assert all((out / im["path"]).is_file() for im in saved["images"])  # the folder stands on its own
-    assert saved["config"]["images"] == str(out / "images") and f"images = \"{out / 'images'}\"" in (
-        out / "run.toml").read_text()
+    # the images moved with the run: named relative to its folder, which run.toml is read against
+    assert saved["config"]["images"] == "images" and 'images = "images"' in (out / "run.toml").read_text()
+    from visum.config import load_config
+
+    assert load_config(out / "run.toml").images == out / "images"
     temporary = result.workdir.name
     del result
     import gc

@@ -198,3 +198,54 @@ def test_list_images_bad_folders(tmp_path):
 def test_suffixes():
     assert {".jpg", ".jpeg", ".png"} <= IMAGE_SUFFIXES
     assert all(s == s.lower() and s.startswith(".") for s in IMAGE_SUFFIXES)
+
+
+def test_a_huge_image_is_loaded_reduced_by_block_means_and_says_its_file_size(tmp_path):
+    from visum.data.images import load_image_bounded
+
+    rng = np.random.default_rng(0)
+    sixteen = rng.integers(0, 65535, (90, 120), dtype=np.uint16)
+    path = tmp_path / "big16.png"
+    Image.fromarray(sixteen).save(path)
+    full = load_image(path)
+    small, size = load_image_bounded(path, max_load_pixels=120 * 90 // 9)  # k = 3
+    assert size == (120, 90) and small.shape == (30, 40, 3)
+    blocks = full[:, :, 0].astype(float).reshape(30, 3, 40, 3).mean(axis=(1, 3))
+    assert np.abs(small[:, :, 0].astype(float) - blocks).max() <= 1.0  # the mean of each 3x3 block
+    same, size = load_image_bounded(path, max_load_pixels=None)
+    assert size == (120, 90) and np.array_equal(same, full)
+    palette = Image.fromarray(rng.integers(0, 255, (60, 60, 3), dtype=np.uint8)).convert("P")
+    palette.save(tmp_path / "p.png")
+    small, size = load_image_bounded(tmp_path / "p.png", max_load_pixels=60 * 60 // 4)
+    assert size == (60, 60) and small.shape == (30, 30, 3)
+
+
+def test_a_run_on_downscaled_images_reports_boxes_in_the_files_pixels(parts_folder, tmp_path, capsys, monkeypatch):
+    """Parts images written at twice their size and loaded reduced by 2 (block means of a nearest
+    upscale: the original pixels): the model sees what it always sees, the manifest speaks in the
+    big files' pixels."""
+    import visum.data.images as images_module
+    from visum.manifest import Manifest
+
+    from conftest import run_cli
+
+    big = tmp_path / "big"
+    big.mkdir()
+    for p in sorted(parts_folder.glob("*.png")):
+        im = Image.open(p)
+        w, h = im.size
+        im.resize((2 * w, 2 * h), Image.NEAREST).save(big / p.name)
+    monkeypatch.setattr(images_module, "LOAD_PIXELS", w * h)  # every file loaded at half its side
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--images", big, "--out", tmp_path / "o", "-q")
+    assert code == 0, err
+    m = Manifest.model_validate_json((tmp_path / "o" / "manifest.json").read_text())
+    assert all((im.width, im.height) == (2 * w, 2 * h) for im in m.images)
+    boxes = [r.bbox for im in m.images for r in im.regions] + [mb.part_bbox for s in m.summaries for mb in s.members]
+    assert boxes and all(0 <= b[0] < b[2] <= 2 * w and 0 <= b[1] < b[3] <= 2 * h for b in boxes)
+    assert max(b[2] for b in boxes) > w  # in the file's pixels, not the loaded half-size ones
+    assert Image.open(tmp_path / "o" / m.images[0].mask).size == (w, h)  # masks stay at the loaded size
+    code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--images", parts_folder, "--out",
+                           tmp_path / "small", "-q")
+    small = Manifest.model_validate_json((tmp_path / "small" / "manifest.json").read_text())
+    twice = [[2 * v for v in r.bbox] for im in small.images for r in im.regions]
+    assert [list(r.bbox) for im in m.images for r in im.regions] == twice  # the same regions, mapped to the big files

@@ -189,21 +189,26 @@ def summarize(
     ``"timm:NAME"``, a file, ``"parts"``). ``images``: a folder, image paths, PIL images or
     uint8 ``[H, W, 3]`` arrays (written to ``out_dir/images``). Components by name, and
     ``options={"saliency": {"rounds": 1}}`` as ``--opt``; ``config``: a run.toml or a
-    :class:`RunConfig` to start from. The findings are written only by ``result.save(folder)``;
-    the run itself writes its inputs in ``out_dir`` (images given in memory, as PNG, and the
-    generated parts benchmark), by default a temporary folder that goes with the result. The
+    :class:`RunConfig` to start from. The findings are written only by ``result.save(folder)``
+    (``out_dir``, when given, is the default folder; it is checked before any work); the run
+    writes its inputs (images given in memory, as PNG, and the generated parts benchmark) in a
+    temporary folder that goes with the result, and ``save`` copies them along. The
     module is put back as it was (training mode, ``requires_grad``, device) after the run. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
     ``cache=False`` neither reads nor writes it. ``visum run`` is this function.
     """
     overrides = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
                  "scorer": scorer, "device": device, "seed": seed, "keep_misclassified": keep_misclassified}
     cfg = _config(config, model, target, overrides, options)
-    workdir = tempfile.TemporaryDirectory(prefix="visum-") if out_dir is None else None
-    out = Path(workdir.name if workdir is not None else out_dir)
+    if out_dir is not None:
+        from visum.output import check_out
+
+        check_out(Path(out_dir))  # before any work: never a folder holding someone else's files
+    workdir = tempfile.TemporaryDirectory(prefix="visum-")  # the run's inputs; save() copies them along
     with _ModuleState(model):
-        result = _pipeline(model, images, cfg, out, preprocessing=preprocessing, class_names=class_names,
-                           cache_dir=cache_dir, progress=progress, cache=cache).run()
+        result = _pipeline(model, images, cfg, Path(workdir.name), preprocessing=preprocessing,
+                           class_names=class_names, cache_dir=cache_dir, progress=progress, cache=cache).run()
     result.workdir = workdir  # the temporary folder lives as long as the result
+    result.save_to = Path(out_dir) if out_dir is not None else None
     return result
 
 

@@ -10,6 +10,7 @@ not against a power cut.)
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -39,6 +40,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             yield fh
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is not None and exc.errno is not None:
+            raise
+        # a short write (Pillow's "N requested and M written") on a regular file is a full disk or quota
+        code = exc.errno or errno.ENOSPC
+        raise OSError(code, exc.strerror or f"{os.strerror(code)} ({exc})", str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -143,8 +143,11 @@ class RunConfig(_Section):
     regions: RegionsConfig = Field(default_factory=RegionsConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     summaries: SummariesConfig = Field(default_factory=SummariesConfig)
-    seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed, 0 to 2**31 - 1: the same inputs and seed "
+                                                          "give the same manifest.")
+    batch_size: int = Field(16, ge=1, description="Images per batch (classification, saliency, reliance). Part of the "
+                                                  "result: a real network's batched arithmetic rounds by batch size "
+                                                  "(docs/reliability.md).")
     workers: int = Field(0, ge=0, description="Processes for all-pairs matching; 0 = one per core.")
     device: str = "cpu"
     keep_misclassified: bool = False
@@ -183,16 +186,25 @@ def make_config(data: dict[str, Any]) -> RunConfig:
 
 
 def load_config(path: Path) -> RunConfig:
+    """A run.toml. A relative ``images`` folder is relative to the file's own folder (as visum
+    writes it for the images a run keeps beside its manifest), so the file works from anywhere."""
     try:
         data = tomllib.loads(Path(path).read_text("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_one_line(exc)}") from None
+    if config.images is not None and not config.images.is_absolute():
+        config = config.model_copy(update={"images": Path(path).absolute().parent / config.images})
+    return config
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

@@ -27,11 +27,12 @@ import scipy.sparse as sp
 import torch
 
 from visum import checks
-from visum.cache import Cache, content_hash, make_key
+from visum.cache import Cache, content_hash, expect_array, make_key
 from visum.components import KINDS, ClusterQuality
 from visum.config import RunConfig
-from visum.data.images import list_images, load_image
-from visum.errors import ConfigError, InputError
+from visum.data import images as image_files
+from visum.data.images import list_images, load_image_bounded
+from visum.errors import ConfigError, InputError, VisumWarning  # noqa: F401  (VisumWarning re-exported)
 from visum.diagnostics import target_share
 from visum.manifest import WarningRecord
 from visum.stages.matching import MatchJob, match_all_pairs
@@ -72,10 +73,6 @@ class Reporter:
         warnings.warn(message, VisumWarning, stacklevel=3)
 
 
-class VisumWarning(UserWarning):
-    """A run's result that needs the user's attention (low target share, ...)."""
-
-
 class Bar:
     def __enter__(self) -> "Bar":
         return self
@@ -91,9 +88,24 @@ class Bar:
 class InputImage:
     id: int
     path: Path
-    original: np.ndarray  # [H, W, 3] uint8
+    original: np.ndarray  # [H, W, 3] uint8, the image as loaded (a huge file downscaled, see file_size)
     view: View
     digest: str  # sha256 of the view's pixels
+    file_size: tuple[int, int] | None = None  # (W, H) of the file, when it was loaded downscaled
+
+    @property
+    def size_in_file(self) -> tuple[int, int]:
+        """``(W, H)`` of the image file."""
+        return self.file_size or (self.original.shape[1], self.original.shape[0])
+
+    def file_box(self, box) -> tuple[int, int, int, int]:
+        """A view box ``[x0, y0, x1, y1]`` in the file's pixels (exclusive ends)."""
+        b = self.view.box_to_original(box)
+        if self.file_size is None:
+            return b
+        (fw, fh), (h, w) = self.file_size, self.original.shape[:2]
+        sx, sy = fw / w, fh / h
+        return (int(b[0] * sx), int(b[1] * sy), min(fw, int(np.ceil(b[2] * sx))), min(fh, int(np.ceil(b[3] * sy))))
 
 
 @dataclass
@@ -147,6 +159,8 @@ class Pipeline:
         self.catalogue = catalogue or get_catalogue()
         self.cache = cache if cache is not None else Cache()
         self.reporter = reporter or Reporter()
+        if self.cache.warn is None:
+            self.cache.warn = self.reporter.warn
         self.timings: dict[str, float] = {}
         self.warnings: list[WarningRecord] = []
         self.states: dict[int, ImageState] = {}
@@ -323,9 +337,11 @@ class Pipeline:
             paths = list_images(Path(folder))
         images = []
         for k, path in enumerate(self.reporter.progress(paths, "load images", len(paths))):
-            original = load_image(path)
+            original, size = load_image_bounded(path, max_load_pixels=image_files.LOAD_PIXELS)
             view = model.preprocessing.view(original)
-            images.append(InputImage(k, path, original, view, content_hash(view.pixels)))
+            loaded = (original.shape[1], original.shape[0])
+            images.append(InputImage(k, path, original, view, content_hash(view.pixels),
+                                     size if size != loaded else None))
         return images
 
     def _generate_benchmark(self) -> Path:
@@ -363,8 +379,9 @@ class Pipeline:
             for im in images
         }
         masks: dict[int, np.ndarray] = {}
+        im_shape = (pre.input_size, pre.input_size)
         for im in images:
-            cached = self.cache.get("saliency", keys[im.id])
+            cached = self.cache.get("saliency", keys[im.id], expect_array(2, "f", im_shape, 0.0, 1.0))
             if cached is not None:
                 masks[im.id] = cached
         todo = [im for im in images if im.id not in masks]
@@ -406,7 +423,7 @@ class Pipeline:
         info, component, _ = self.components["proposer"]
         for im in self.reporter.progress(used, f"proposals ({info.name})", len(used)):
             key = self._key("proposals", "proposer", image=im.digest)
-            boxes = self.cache.get("proposals", key)
+            boxes = self.cache.get("proposals", key, expect_array(2, "i", (None, 4), 0))
             if boxes is None:
                 boxes = checks.proposals(info, component, im.view.pixels)
                 self.cache.put("proposals", key, boxes)
@@ -452,7 +469,8 @@ class Pipeline:
         }
         blocks = {}
         for pair in pairs:
-            q = self.cache.get("match", keys[pair])
+            q = self.cache.get("match", keys[pair], expect_array(
+                2, "f", (len(selected[active[pair[0]].id]), len(selected[active[pair[1]].id])), 0.0))
             if q is not None:
                 blocks[pair] = q
         todo = [pair for pair in pairs if pair not in blocks]
@@ -588,7 +606,8 @@ class Pipeline:
         im = self._used[image]
         key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(boxes))
         return self.cache.get_or_compute("features", key, lambda: box_features(
-            model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device))
+            model.module, model.preprocessing, im.view.pixels, boxes, device=self.config.device),
+            expect_array(2, "f", (len(boxes), None)))
 
     def _clustered_by_image(self, nodes: list[Node], labels: np.ndarray) -> dict[int, list[int]]:
         by_image: dict[int, list[int]] = {}

@@ -48,7 +48,7 @@ class Result:
     manifest: Manifest
     config: RunConfig
     out_dir: Path  # the folder the manifest's relative paths start from
-    masks: dict[int, np.ndarray] = field(default_factory=dict)  # image id -> [H, W] float32 in [0, 1], original size
+    masks: dict[int, np.ndarray] = field(default_factory=dict)  # image id -> [H, W] float32 in [0, 1], the image's size as loaded (a huge file's reduced size)
     view_masks: dict[int, np.ndarray] = field(default_factory=dict)  # image id -> [S, S], the model's input size
     summary_pictures: dict[int, np.ndarray] = field(default_factory=dict)  # summary id -> [h, w, 3] uint8 grid
     thumbnails: dict[int, np.ndarray] = field(default_factory=dict)  # image id -> small RGB uint8
@@ -58,6 +58,7 @@ class Result:
     cache_misses: int = 0
     report: Path | None = None  # report.html (or masks/) once saved
     workdir: Any = field(default=None, repr=False)  # a TemporaryDirectory holding out_dir, removed with the result
+    save_to: Path | None = None  # where save() writes by default (summarize's out_dir)
 
     @property
     def summaries(self) -> list[SummaryRecord]:
@@ -72,7 +73,9 @@ class Result:
         return self.manifest.images
 
     def save(self, out_dir: str | Path | None = None, *, score: bool = True) -> Path:
-        """Write the files ``visum run`` writes into ``out_dir`` (default :attr:`out_dir`).
+        """Write the files ``visum run`` writes into ``out_dir`` (default :attr:`save_to`, else
+        :attr:`out_dir`), whole: see :mod:`visum.output` (a folder holding anything else is refused;
+        a finished run there is replaced).
 
         manifest.json, masks/, summaries/, run.toml and report.html (masks/ and manifest.json
         alone for a masks-only result). Images that live in :attr:`out_dir` (given in memory, or
@@ -83,6 +86,8 @@ class Result:
         from visum.errors import ConfigError
         from visum.output import save_result
 
+        if out_dir is None:
+            out_dir = self.save_to
         if out_dir is None and self.workdir is not None:
             raise ConfigError("this result was computed in a temporary folder, removed with it: "
                               "give save() a folder, e.g. result.save('visum-out/run')")
@@ -196,9 +201,9 @@ def image_records(out: Path, model, target, images, probs, states
             mask_rel = mask_name(im.id)
             if state.regions is not None:
                 for r, (box, area) in enumerate(zip(state.regions.boxes, state.regions.areas)):
-                    regions.append(RegionRecord(id=r, bbox=im.view.box_to_original(box), area=int(area)))
+                    regions.append(RegionRecord(id=r, bbox=im.file_box(box), area=int(area)))
         pred = int(probs[im.id].argmax())
-        h, w = im.original.shape[:2]
+        w, h = im.size_in_file
         records.append(
             ImageRecord(
                 id=im.id, path=relative_to(im.path, out), width=w, height=h,
@@ -255,7 +260,8 @@ def build_result(config: RunConfig, out: Path, model, target, images, probs, sta
             drop = None
             if p_clean is not None:
                 drop = round(float((p_clean[j] - p_removed[j]) / max(p_clean[j], 1e-12)), 6)
-            members.append(MemberRecord(image=node.image, region=node.region, part_bbox=part_box, score=round(score, 6),
+            members.append(MemberRecord(image=node.image, region=node.region,
+                                        part_bbox=im.file_box(states[node.image].boxes[node.proposal]), score=round(score, 6),
                                         drop=drop))
             tiles.append(member_tile(im.original, region_box, part_box, tile=config.summaries.tile,
                                      context=config.summaries.tile_context))

@@ -188,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     except VisumError as exc:
         typer.echo(f"visum: error: {exc}", err=True)
         return 2
+    except OSError as exc:  # the machine, not visum: a full disk, a folder that cannot be written
+        name = exc.filename2 or exc.filename  # os.replace(tmp, dst): dst is the one the user named
+        where = f"{name}: " if name else ""
+        typer.echo(f"visum: error: {where}{exc.strerror or exc}", err=True)
+        return 2
     except KeyboardInterrupt:
         code = INTERRUPTED
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from visum.cli import (
 )
 from visum.components import KINDS
 from visum.errors import ConfigError
+from visum.output import check_out
 
 
 @app.command()
@@ -53,10 +55,11 @@ def run(
     )
     cfg = _config_from_flags(config, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    check_out(out_dir)  # before any work
     reporter = TqdmReporter(quiet)
-    result = summarize(cfg.model.spec, config=cfg, out_dir=out_dir, cache_dir=cache_dir, cache=not no_cache,
-                       progress=not quiet)
-    result.save()
+    # the run's inputs (a generated benchmark) go to a temporary folder; save() writes out_dir whole
+    result = summarize(cfg.model.spec, config=cfg, cache_dir=cache_dir, cache=not no_cache, progress=not quiet)
+    result.save(out_dir)
     kept = len(result.manifest.kept_summaries)
     reporter.info(
         f"{kept} summaries kept of {len(result.manifest.summaries)} clusters; "
@@ -91,9 +94,11 @@ def masks(
                  batch_size=batch_size, device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")
+    check_out(out_dir)  # before any work
     reporter = TqdmReporter(quiet)
-    result = Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
-    result.save()
+    with tempfile.TemporaryDirectory(prefix="visum-") as work:  # inputs of the run; save() writes out_dir whole
+        result = Pipeline(cfg, Path(work), cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
+        result.save(out_dir)
     reporter.info(f"{len(result.manifest.images)} masks; cache: {result.cache_hits} hits, {result.cache_misses} misses")
     typer.echo(f"masks: {result.report.resolve()}")
 

@@ -63,13 +63,29 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
+#: a run loads images of more pixels than this downscaled (by a whole factor, averaging blocks):
+#: the model sees a few hundred pixels, and a 99 MP 16-bit PNG would otherwise take gigabytes
+LOAD_PIXELS = 25_000_000
+
+
 def load_image(path: Path, *, min_side: int = 16, max_pixels: int = 100_000_000) -> np.ndarray:
     """Decode ``path`` into an ``[H, W, 3]`` uint8 RGB array (see the module docstring)."""
+    return load_image_bounded(path, min_side=min_side, max_pixels=max_pixels, max_load_pixels=None)[0]
+
+
+def load_image_bounded(path: Path, *, min_side: int = 16, max_pixels: int = 100_000_000,
+                       max_load_pixels: int | None = LOAD_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(pixels [h, w, 3] uint8, (W, H) of the file)``: :func:`load_image`, but an image of more
+    than ``max_load_pixels`` pixels is reduced by the smallest whole factor ``k`` that brings it
+    under (each output pixel the mean of a ``k x k`` block, before the conversion to 8-bit RGB),
+    so memory stays bounded by the decoded file. ``W / w`` maps pixels back to the file's."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if not path.is_file():
         raise InputError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: not an image (empty file)")
     _allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
@@ -93,7 +109,10 @@ def load_image(path: Path, *, min_side: int = 16, max_pixels: int = 100_000_000)
                     im = ImageOps.exif_transpose(im)
                 except Exception:
                     pass  # unreadable orientation: keep the pixels as stored
-                return _to_rgb(im)
+                size = im.size
+                if max_load_pixels is not None and size[0] * size[1] > max_load_pixels:
+                    im = _reduce(im, int(np.ceil(np.sqrt(size[0] * size[1] / max_load_pixels))))
+                return _to_rgb(im), size
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -117,6 +136,17 @@ def _allow_pixels(max_pixels: int) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and max_pixels >= 2 * limit:
         Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _reduce(im: Image.Image, k: int) -> Image.Image:
+    """``im`` reduced ``k`` times on each side by block means, in a mode :meth:`Image.reduce` takes."""
+    while im.size[0] * im.size[1] and min(im.size) // k < 1:
+        k -= 1
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")
+    elif im.mode in {"P", "PA", "1"}:
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    return im.reduce(k) if k > 1 else im
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:

@@ -13,7 +13,9 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,10 +178,20 @@ def _embed_array(array: np.ndarray) -> _Embedded:
     return _Embedded(_png_bytes(img), "image/png", img.width, img.height)
 
 
+@contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings about large or odd files are not the user's business here: the images
+    were already loaded (and checked) by the run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def _embed_file(path: Path) -> _Embedded | None:
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
+        with _quiet_pillow(), Image.open(io.BytesIO(data)) as img:
             img.load()
             mime = _sniff(data)
             if mime is None:  # not a browser format: re-encode
@@ -199,7 +211,7 @@ def _resolve(path: str | os.PathLike, run_dir: Path) -> Path:
 
 def _read_mask(path: Path) -> np.ndarray | None:
     try:
-        with Image.open(path) as img:
+        with _quiet_pillow(), Image.open(path) as img:
             m = np.asarray(img.convert("L"))
     except (OSError, ValueError):
         return None
@@ -222,7 +234,7 @@ def _picture_of(source: np.ndarray | str | os.PathLike, run_dir: Path) -> _Embed
 
 def _thumbnail_from_file(path: Path, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
     try:
-        with Image.open(path) as img:
+        with _quiet_pillow(), Image.open(path) as img:
             img.draft("RGB", (side * 2, side * 2))
             img = img.convert("RGB")
             img.thumbnail((side, side), Image.Resampling.LANCZOS)
