@@ -12,8 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,12 +48,25 @@ def _init_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    try:
-        import torch
+    import torch
 
+    torch.set_num_threads(1)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Matching in this process with one BLAS and one torch thread, as in a worker: a sum split
+    over threads rounds differently, so the manifest would depend on ``--workers``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    with threadpool_limits(1):
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _work(pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], np.ndarray]]:
@@ -94,10 +108,11 @@ def match_all_pairs(
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
         stream = executor.map(_work, chunks)
     try:
-        for finished in progress(_flatten(stream), len(pairs)):
-            pair, q = finished
-            results[pair] = q
-            done(pair, q)
+        with _one_thread() if executor is None else nullcontext():
+            for finished in progress(_flatten(stream), len(pairs)):
+                pair, q = finished
+                results[pair] = q
+                done(pair, q)
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
