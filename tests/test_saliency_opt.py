@@ -577,3 +577,34 @@ def test_empty_batches_with_segments_and_stopping():
     for method in (IEBB(IEBBOptions(stop_tolerance=0.1)), Crisp(CrispOptions(crisp_segments=10, stop_tolerance=0.1))):
         assert method.explain(model, x, torch.zeros(0, dtype=torch.int64)).shape == (0, 1, 16, 16)
         assert method.steps_.shape == (0,)
+
+
+def test_crisp_on_the_parts_cnn_is_binary_and_deletes_more_than_iebb_at_equal_area(parts_folder):
+    """Crisp on a real network (the parts CNN, 2 images, one deletion): nearly binary, and its binarised
+    mask deletes more of the class than IEBB's mask thresholded to the same area (Table 2's ordering)."""
+    from visum.data.images import load_image
+    from visum.evaluate.deletion import perturbed_probabilities, relative_drop, threshold_to_area
+    from visum.models.parts_cnn import load_parts_model
+    from visum_plugins.saliency.crisp import Crisp
+    from visum_plugins.saliency.iebb import IEBB
+
+    model = load_parts_model()
+    pre = model.preprocessing
+    x = pre.to_tensor([pre.view(load_image(p)).pixels for p in sorted(parts_folder.glob("*.png"))[:2]])
+    t = torch.zeros(2, dtype=torch.long)  # the parts benchmark's main class
+    crisp = Crisp(CrispOptions(rounds=1)).explain(model.module, x, t)[:, 0].numpy()
+    iebb = IEBB().explain(model.module, x, t)[:, 0].numpy()
+    binary = ((crisp < 0.05) | (crisp > 0.95)).mean()
+    assert binary >= 0.99, binary
+    hard = (crisp > 0.5).astype(np.float32)
+    area = hard.reshape(2, -1).mean(axis=1)
+    assert (area > 0).all()
+    iebb_thresh = np.stack([threshold_to_area(s, a) for s, a in zip(iebb, area)])
+    with torch.no_grad():
+        p0 = torch.softmax(model.module(x), 1)[:, 0].numpy()
+
+        def drop(masks):
+            s = torch.from_numpy(masks)[:, None]
+            return relative_drop(p0, perturbed_probabilities(model.module, x, s, t, levels=16).numpy()).mean()
+
+        assert drop(hard) > drop(iebb_thresh), (drop(hard), drop(iebb_thresh), area)

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -192,7 +193,8 @@ def train_parts_cnn(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}", refresh=False)
             history.append({"epoch": epoch + 1, "loss": run_loss / n_train, "train_accuracy": run_correct / n_train})
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {run_loss / n_train:.4f}, train acc {run_correct / n_train:.4f}")
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {run_loss / n_train:.4f}, train acc {run_correct / n_train:.4f}",
+                           file=sys.stderr)  # stdout holds the metrics JSON alone
         bar.close()
         train_time = time.perf_counter() - t_start
 
