@@ -2,7 +2,7 @@
 
     pip install --no-deps torchray
     python benchmarks/time_to_quality.py --pool visum-out/photos --split test --n 12 \\
-        --crisp-budgets 90,180,300,450 --torchray-budgets 100,200,400,800 --drops 0.8,0.9
+        --crisp-budgets 90,180,300,450 --torchray-budgets 100,200,400,800 --drops 0.5,0.6,0.7,0.8,0.9
 
 Both methods run side by side in one process on the same photos (the pool's correctly
 classified photos of ``--split``, as ``crisp_variants.py`` picks them; choose on dev, report on
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crisp-budgets", default="90,180,300,450")
     ap.add_argument("--torchray-budgets", default="100,200,400,800")
     ap.add_argument("--area", type=float, default=0.1, help="TorchRay's deletion area (share of the image)")
-    ap.add_argument("--drops", default="0.8,0.9")
+    ap.add_argument("--drops", default="0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--max-area", type=float, default=0.25,
                     help="a budget counts in the second table only if its masks' mean area (s > 0.5) is at most this: "
                          "TorchRay starts from a mask that deletes everything")
