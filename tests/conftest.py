@@ -25,6 +25,25 @@ def run_cli(capsys, *args):
     return code, captured.out, captured.err
 
 
+def one_line_error(capsys, *args) -> str:
+    """``visum ARGS`` must fail as a user error: exit 2 and one line ``visum: error: ...``, returned."""
+    code, out, err = run_cli(capsys, *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, out, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("visum: error: ")
+    return lines[0]
+
+
+def manifest_without_timings(folder: Path) -> dict:
+    """A run's manifest.json as a dict, its timings left out (they differ from run to run)."""
+    import json
+
+    data = json.loads((Path(folder) / "manifest.json").read_text())
+    data.pop("timings")
+    return data
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Tests never read or write the user's cache unless they pass their own --cache-dir."""

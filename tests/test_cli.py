@@ -11,17 +11,11 @@ import pytest
 from visum.cli import main
 from visum.manifest import Manifest
 
-from conftest import foolbox_images, run_cli
+from conftest import foolbox_images, manifest_without_timings, one_line_error, run_cli
 
 
 def load_manifest(folder: Path) -> Manifest:
     return Manifest.model_validate_json((folder / "manifest.json").read_text())
-
-
-def strip_timings(folder: Path) -> dict:
-    data = json.loads((folder / "manifest.json").read_text())
-    data.pop("timings")
-    return data
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +137,7 @@ def test_same_config_and_seed_give_the_same_manifest_from_the_cache(gradient_run
     assert out.strip().endswith("report.html")
     hits = int(re.search(r"cache: (\d+) hits", err).group(1))
     assert hits >= len([im for im in load_manifest(gradient_run).images if im.used])  # masks at least
-    first, second = strip_timings(gradient_run), strip_timings(tmp_path / "again")
+    first, second = manifest_without_timings(gradient_run), manifest_without_timings(tmp_path / "again")
     # image paths differ only because each run writes its own benchmark images
     assert first == second
 
@@ -183,15 +177,6 @@ def test_interrupted_run_resumes_without_recomputing_masks(parts_folder, tmp_pat
     assert sum(calls) == computed  # masks came from the cache
     code, _, err = run_cli(capsys, *args, "--no-cache")
     assert code == 0 and sum(calls) == 2 * computed
-
-
-def one_line_error(capsys, *args) -> str:
-    code, out, err = run_cli(capsys, *args)
-    assert code == 2, (code, out, err)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("visum: error: ")
-    return lines[0]
 
 
 def test_bad_inputs_give_one_line_errors_naming_the_culprit(parts_folder, tmp_path, capsys):

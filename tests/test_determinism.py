@@ -3,16 +3,8 @@ with one matching process or several (issue 17)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-from conftest import run_cli
-
-
-def manifest_without_timings(folder: Path) -> dict:
-    data = json.loads((folder / "manifest.json").read_text())
-    data.pop("timings")
-    return data
+from conftest import manifest_without_timings, run_cli
 
 
 def test_two_uncached_runs_with_different_worker_counts_give_the_same_manifest(parts_folder, tmp_path, capsys):

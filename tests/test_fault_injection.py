@@ -3,7 +3,6 @@ uninterrupted run gives (issue 17)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -15,11 +14,7 @@ from pathlib import Path
 
 import pytest
 
-
-def manifest_without_timings(folder: Path) -> dict:
-    data = json.loads((folder / "manifest.json").read_text())
-    data.pop("timings")
-    return data
+from conftest import manifest_without_timings
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,11 @@ import pytest
 
 from visum.manifest import Manifest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 
 
 def files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-
-
-def one_line_error(capsys, *args) -> str:
-    code, out, err = run_cli(capsys, *args)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("visum: error: "), (code, out, err)
-    return lines[0]
 
 
 def manifest(folder: Path) -> Manifest:

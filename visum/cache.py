@@ -23,7 +23,7 @@ import numpy as np
 
 from visum import __version__
 from visum.atomic import write_bytes_atomic
-from visum.cache_codec import DamagedEntry, decode, encode
+from visum.cache_codec import decode, encode
 
 
 def default_cache_dir() -> Path:
@@ -108,7 +108,7 @@ class Cache:
             value = decode(data, {"stage": stage, "key": key})
             if check is not None:
                 check(value)
-        except (DamagedEntry, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # DamagedEntry is a ValueError
             self.damaged += 1
             self.misses += 1
             self._say(f"cache entry {path} is damaged ({exc}); recomputing it")

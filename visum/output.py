@@ -7,8 +7,9 @@ writes it. Nothing here computes a finding. A result is written whole or not at 
    file, or a folder with something in it that is not a finished visum run;
 2. :func:`save_result` writes everything into a fresh staging folder beside ``out``
    (``.<name>.<random>.visum-partial``), ``manifest.json`` first, each file atomically;
-3. the staging folder is renamed into place; a finished visum run already at ``out`` is
-   replaced whole (renamed aside, then deleted), never mixed with the new one.
+3. the staging folder takes the place of ``out``; a finished visum run already there is
+   replaced whole (swapped out in one step on Linux, else renamed aside; then deleted), never
+   mixed with the new one.
 
 A failure to write is one :class:`~visum.errors.OutputError` line naming the path; what was
 written stays in the staging folder, which the message names.
@@ -39,12 +40,14 @@ __all__ = ["check_out", "is_visum_run", "save_result", "write_manifest"]
 STAGING_SUFFIX = ".visum-partial"
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+def _relative_in(path: Path, roots: tuple[Path, ...]) -> Path | None:
+    """``path`` relative to the first of ``roots`` it lies in (both resolved), else ``None``."""
+    for root in roots:
+        try:
+            return path.resolve().relative_to(root.resolve())
+        except ValueError:
+            continue
+    return None
 
 
 #: what a run writes at the top of its folder; a folder holding anything else is not visum's to replace
@@ -90,6 +93,7 @@ def check_out(out: Path, own: Path | None = None) -> None:
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where not available."""
     import ctypes
+    import errno
     import os
     import sys
 
@@ -103,10 +107,10 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd, rename_exchange = -100, 2
     done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
     if done != 0:
-        errno = ctypes.get_errno()
-        if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the file system cannot; fall back
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # the file system cannot: fall back
             return False
-        raise OSError(errno, os.strerror(errno), str(b))
+        raise OSError(code, os.strerror(code), str(b))
     return True
 
 
@@ -144,9 +148,8 @@ def _moved(result: Result, new: Path, final: Path) -> tuple[Manifest, RunConfig,
     images, folders, copies = [], set(), []
     for im in manifest.images:
         src = old / im.path
-        home = next((root for root in (old, final) if _inside(src, root)), None)
-        if home is not None and src.is_file():
-            rel = src.resolve().relative_to(home.resolve())
+        rel = _relative_in(src, (old, final))
+        if rel is not None and src.is_file():
             copies.append((src, new / rel))
             folders.add((src.resolve().parent, (new / rel).parent))
             images.append(im.model_copy(update={"path": rel.as_posix()}))
@@ -158,9 +161,7 @@ def _moved(result: Result, new: Path, final: Path) -> tuple[Manifest, RunConfig,
             copies.append((truth, dst_folder / "ground_truth"))
     if config.images is not None:
         folder = Path(config.images)
-        home = next((root for root in (old, final) if _inside(folder, root)), None)
-        config = config.model_copy(update={"images": folder.resolve().relative_to(home.resolve()) if home
-                                           else folder.resolve()})
+        config = config.model_copy(update={"images": _relative_in(folder, (old, final)) or folder.resolve()})
     data = {"images": images, "config": config_to_dict(config)}
     return manifest.model_copy(update=data), config, copies
 
@@ -175,12 +176,11 @@ def save_result(result: Result, out: Path, *, ground_truth: GroundTruthScores | 
         _write(result, staging, out, ground_truth)
         _publish(staging, out)
     except OSError as exc:
-        path = exc.filename or staging
-        kept = (f"; what was written is in {staging}" if (staging / "manifest.json").exists()
-                else "") if staging.exists() else ""
+        kept = (staging / "manifest.json").exists()  # the findings: keep them and say where
         if not kept:
             shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}{kept}") from None
+        where = f"; what was written is in {staging}" if kept else ""
+        raise OutputError(f"cannot write {exc.filename or staging}: {exc.strerror or exc}{where}") from None
     return out / "masks" if not result.complete else out / "report.html"
 
 

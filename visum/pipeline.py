@@ -98,9 +98,9 @@ class InputImage:
         """``(W, H)`` of the image file."""
         return self.file_size or (self.original.shape[1], self.original.shape[0])
 
-    def file_box(self, box) -> tuple[int, int, int, int]:
-        """A view box ``[x0, y0, x1, y1]`` in the file's pixels (exclusive ends)."""
-        b = self.view.box_to_original(box)
+    def to_file(self, b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A box ``[x0, y0, x1, y1]`` of the loaded image (``view.box_to_original``) in the file's
+        pixels (exclusive ends); the same box unless the file was loaded reduced."""
         if self.file_size is None:
             return b
         (fw, fh), (h, w) = self.file_size, self.original.shape[:2]
@@ -379,9 +379,9 @@ class Pipeline:
             for im in images
         }
         masks: dict[int, np.ndarray] = {}
-        im_shape = (pre.input_size, pre.input_size)
+        a_mask = expect_array(2, "f", (pre.input_size, pre.input_size), 0.0, 1.0)
         for im in images:
-            cached = self.cache.get("saliency", keys[im.id], expect_array(2, "f", im_shape, 0.0, 1.0))
+            cached = self.cache.get("saliency", keys[im.id], a_mask)
             if cached is not None:
                 masks[im.id] = cached
         todo = [im for im in images if im.id not in masks]
@@ -421,9 +421,10 @@ class Pipeline:
 
     def _proposals(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
         info, component, _ = self.components["proposer"]
+        a_box_list = expect_array(2, "i", (None, 4), 0)
         for im in self.reporter.progress(used, f"proposals ({info.name})", len(used)):
             key = self._key("proposals", "proposer", image=im.digest)
-            boxes = self.cache.get("proposals", key, expect_array(2, "i", (None, 4), 0))
+            boxes = self.cache.get("proposals", key, a_box_list)
             if boxes is None:
                 boxes = checks.proposals(info, component, im.view.pixels)
                 self.cache.put("proposals", key, boxes)

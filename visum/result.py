@@ -201,7 +201,7 @@ def image_records(out: Path, model, target, images, probs, states
             mask_rel = mask_name(im.id)
             if state.regions is not None:
                 for r, (box, area) in enumerate(zip(state.regions.boxes, state.regions.areas)):
-                    regions.append(RegionRecord(id=r, bbox=im.file_box(box), area=int(area)))
+                    regions.append(RegionRecord(id=r, bbox=im.to_file(im.view.box_to_original(box)), area=int(area)))
         pred = int(probs[im.id].argmax())
         w, h = im.size_in_file
         records.append(
@@ -261,7 +261,7 @@ def build_result(config: RunConfig, out: Path, model, target, images, probs, sta
             if p_clean is not None:
                 drop = round(float((p_clean[j] - p_removed[j]) / max(p_clean[j], 1e-12)), 6)
             members.append(MemberRecord(image=node.image, region=node.region,
-                                        part_bbox=im.file_box(states[node.image].boxes[node.proposal]), score=round(score, 6),
+                                        part_bbox=im.to_file(part_box), score=round(score, 6),
                                         drop=drop))
             tiles.append(member_tile(im.original, region_box, part_box, tile=config.summaries.tile,
                                      context=config.summaries.tile_context))
