@@ -136,6 +136,15 @@ class Cache:
         except OSError as exc:
             self._give_up(exc, path)
 
+    def delete(self, stage: str, key: str) -> None:
+        """Remove the entry ``(stage, key)`` if there is one (a checkpoint whose work is done)."""
+        if not self.enabled or self._broken:
+            return
+        try:
+            self._path(stage, key).unlink(missing_ok=True)
+        except OSError as exc:
+            self._give_up(exc, self._path(stage, key))
+
     def get_or_compute(self, stage: str, key: str, compute: Callable[[], Any],
                        check: Callable[[Any], None] | None = None) -> Any:
         value = self.get(stage, key, check)

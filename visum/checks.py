@@ -7,6 +7,7 @@ against its kind's Protocol (type, shape, dtype, range) before anything downstre
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -18,9 +19,9 @@ from visum.errors import PluginError, VisumError
 from visum.plugins import ComponentInfo
 
 
-def call(info: ComponentInfo, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+def call(info: ComponentInfo, method: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except VisumError:
         raise
     except Exception as exc:
@@ -31,9 +32,19 @@ def _bad(info: ComponentInfo, method: str, what: str) -> PluginError:
     return PluginError(f"{info.label} returned {what} from {method}()")
 
 
-def saliency(info: ComponentInfo, component: Any, model: Any, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """``[B,3,H,W]`` → masks ``[B, H, W]`` float32 in [0, 1]."""
-    s = call(info, "explain", component.explain, model, x, target)
+def takes_checkpoint(component: Any) -> bool:
+    """Whether ``component.explain`` takes a ``checkpoint`` keyword (:class:`visum.saliency_opt.Checkpoint`)."""
+    try:
+        return "checkpoint" in inspect.signature(component.explain).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def saliency(info: ComponentInfo, component: Any, model: Any, x: torch.Tensor, target: torch.Tensor,
+             checkpoint: Any = None) -> np.ndarray:
+    """``[B,3,H,W]`` → masks ``[B, H, W]`` float32 in [0, 1]; ``checkpoint`` passed on to a method that takes one."""
+    extra = {"checkpoint": checkpoint} if checkpoint is not None else {}
+    s = call(info, "explain", component.explain, model, x, target, **extra)
     b, _, h, w = x.shape
     if not isinstance(s, torch.Tensor):
         raise _bad(info, "explain", f"a {type(s).__name__}, not a torch.Tensor")

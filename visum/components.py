@@ -65,6 +65,10 @@ class SaliencyMethod(Protocol):
     * returns ``s`` — ``torch.Tensor`` ``[B, 1, H, W]`` float32 in ``[0, 1]``, detached,
       on any device. Images of a batch must not influence each other's masks.
 
+    ``explain`` may also take a keyword ``checkpoint`` (:class:`visum.saliency_opt.Checkpoint`):
+    the pipeline then hands it one per batch, kept in the cache, so that a killed run picks the
+    batch up where it stopped; the masks must not depend on it (``crisp`` and ``iebb`` take one).
+
     Optional class attribute ``binarize_at: float`` — for methods whose masks are nearly binary
     (the paper's crisp mask): the regions stage then cuts the mask there, unsmoothed, instead of
     smoothing it and applying Otsu's threshold (see ``[regions]`` in the run configuration).

@@ -15,6 +15,8 @@ Printing belongs to the caller: progress and messages go through a :class:`Repor
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import time
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ from visum.stages.summaries import summary_members
 from visum.models.base import LoadedModel, View
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
 from visum.result import Result, build_result, masks_result
+from visum.saliency_opt import Checkpoint
 from visum.stages.regions import (
     Regions,
     assemble_corr,
@@ -49,6 +52,39 @@ from visum.stages.regions import (
     connected_regions,
     near_duplicates,
 )
+
+CHECKPOINT_SECONDS = 5.0  # default seconds between two checkpoints of a saliency batch in flight
+
+
+def checkpoint_seconds() -> float:
+    """``$VISUM_CHECKPOINT_SECONDS`` (default :data:`CHECKPOINT_SECONDS`): seconds between two saved states of a
+    saliency batch in flight; 0 saves none. Where the states are saved never changes a mask."""
+    text = os.environ.get("VISUM_CHECKPOINT_SECONDS", "").strip()
+    if not text:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and math.isfinite(value)):
+        raise ConfigError(f"VISUM_CHECKPOINT_SECONDS={text!r}: expected a number of seconds >= 0")
+    return value
+
+
+def _a_dict(value: Any) -> None:
+    """A saved checkpoint is a dict; :func:`visum.saliency_opt.optimise_mask` checks the rest before using it."""
+    if not isinstance(value, dict):
+        raise TypeError(f"a checkpoint is a dict, found a {type(value).__name__}")
+
+
+def _where(state: dict) -> str:
+    """Where a saved mask optimisation stood, for the log (the state is checked later, not here)."""
+    try:
+        inner = state["inner"] if "inner" in state else state
+        return f"round {int(state.get('round', 0)) + 1}, phase {int(inner['phase']) + 1}, step {int(inner['step'])}"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "a saved state"
+
 
 BENCHMARK_SEED = 1_000_003  # parts-benchmark images of the default run: disjoint from training seeds
 
@@ -392,11 +428,35 @@ class Pipeline:
                 seed_everything(self.config.seed)
                 x = pre.to_tensor([im.view.pixels for im in batch]).to(self.config.device)
                 t = torch.tensor([targets[im.id] for im in batch], dtype=torch.long, device=x.device)
-                for im, mask in zip(batch, checks.saliency(info, component, model.module, x, t)):
+                checkpoint_key = make_key("saliency-checkpoint", masks=[keys[im.id] for im in batch])
+                checkpoint = self._checkpoint(info, component, checkpoint_key)
+                for im, mask in zip(batch, checks.saliency(info, component, model.module, x, t, checkpoint)):
                     masks[im.id] = mask
                     self.cache.put("saliency", keys[im.id], mask)
+                if checkpoint is not None:
+                    self.cache.delete("saliency-checkpoint", checkpoint_key)  # the masks are stored: done with it
+                    if checkpoint.rejected:
+                        self.reporter.warn(f"the saved state of a {info.name} batch did not fit ({checkpoint.rejected}); "
+                                           "the batch was computed afresh")
                 bar.update(len(batch))
         return masks
+
+    def _checkpoint(self, info: ComponentInfo, component: Any, key: str) -> Checkpoint | None:
+        """A checkpoint for a saliency batch in flight, kept in the cache under ``key``, picked up if one is there.
+
+        Saved every ``$VISUM_CHECKPOINT_SECONDS`` (default 5) seconds by methods that take one
+        (:func:`visum.checks.takes_checkpoint`): a kill loses about that much of the batch."""
+        if not self.cache.enabled or not checks.takes_checkpoint(component):
+            return None
+        interval = checkpoint_seconds()
+        if interval <= 0:
+            return None
+        state = self.cache.get("saliency-checkpoint", key, _a_dict)
+        if state is not None:
+            self.reporter.info(f"saliency ({info.name}): picking a batch up where a stopped run left it "
+                               f"({_where(state)})")
+        return Checkpoint(state=state, save=lambda st: self.cache.put("saliency-checkpoint", key, st),
+                          interval=interval)
 
     def _regions(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
         threshold, sigma = self.binarisation()

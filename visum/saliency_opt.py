@@ -45,7 +45,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +71,7 @@ __all__ = [
     "segment_means",
     "superpixels",
     "jitter_offsets",
+    "Checkpoint",
     "optimise_mask",
     "successive_masks",
 ]
@@ -114,6 +119,82 @@ class Phase:
     score_blur: float = 0.0
     adam_beta2: float = 0.999
     hard: bool = False
+
+
+@dataclass
+class Checkpoint:
+    """Where a mask optimisation in flight is saved and picked up again (a kill loses seconds, not a batch).
+
+    * ``state`` — what an earlier, interrupted call on the same inputs saved, or ``None``;
+    * ``save(state)`` — stores a state (a dict of NumPy arrays, ints and ``None``); called at a
+      step boundary once ``interval`` seconds (``clock``) have passed since the last save;
+    * ``rejected`` — set to the reason when ``state`` does not fit the call (wrong shapes, steps
+      or values): the optimisation then starts afresh, and the caller can say so.
+
+    Resuming gives the mask an uninterrupted call gives, bit for bit: a state holds the
+    parameters, Adam's moments and step count, which images are done and the step reached; the
+    jitter and the blur stack are derived again from the seed and the images. Only where the
+    state is saved depends on the clock, never the result.
+    """
+
+    state: dict | None = None
+    save: Callable[[dict], None] | None = None
+    interval: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    rejected: str | None = None
+    _last: float = field(default=0.0, repr=False)
+    _parent: "Checkpoint | None" = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._last = self.clock()
+
+    def maybe_save(self, make_state: Callable[[], dict]) -> None:
+        """``save(make_state())`` if ``interval`` seconds have passed since the last save."""
+        if self.save is not None and self.clock() - self._last >= self.interval:
+            self.save(make_state())
+            self._last = self.clock()
+
+    def reject(self, reason: str) -> None:
+        self.rejected = reason
+        if self._parent is not None:
+            self._parent.reject(reason)
+
+    def within(self, outer: dict, state: dict | None) -> "Checkpoint":
+        """A checkpoint for a nested optimisation whose saved states are ``{**outer, "inner": state}``."""
+        parent = self
+
+        def save(inner: dict) -> None:
+            parent.save({**outer, "inner": inner})
+            parent._last = parent.clock()
+
+        child = Checkpoint(state=state, save=save if self.save else None, interval=self.interval, clock=self.clock,
+                           _parent=self)
+        child._last = self._last
+        return child
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _tensor(a: Any, name: str, shape: tuple[int, ...] | None = None, kind: str = "f",
+            low: float | None = None, high: float | None = None) -> torch.Tensor:
+    """A saved array checked before use: NumPy, of dtype kind ``kind``, of ``shape``, finite, in range."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in kind:
+        raise ValueError(f"{name} is not a {kind!r} array")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{name} has non-finite values")
+    if a.size and ((low is not None and a.min() < low) or (high is not None and a.max() > high)):
+        raise ValueError(f"{name} is outside [{low}, {high}]")
+    return torch.from_numpy(np.array(a, dtype=np.float32 if kind == "f" else np.int64))
+
+
+def _int(v: Any, name: str, low: int, high: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        raise ValueError(f"{name} = {v!r}, expected an int in [{low}, {high}]")
+    return v
 
 
 def area_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -276,6 +357,7 @@ def optimise_mask(
     stop_tolerance: float = 0.0,
     stop_patience: int = 25,
     stats: dict | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> torch.Tensor:
     """Minimise ``E(s)`` (module docstring) through ``phases`` in order; returns ``s [B, 1, H, W]`` in ``[0, 1]``.
 
@@ -300,7 +382,9 @@ def optimise_mask(
       the time saved is the steps skipped. The decision reads one image's mask only, so it
       does not depend on the batch (for that, every phase then starts a new Adam). 0 runs
       every step;
-    * ``stats``: if a dict, ``stats["steps"]`` receives ``[B]`` int64, the steps each image took.
+    * ``stats``: if a dict, ``stats["steps"]`` receives ``[B]`` int64, the steps each image took;
+    * ``checkpoint``: saves the state every ``checkpoint.interval`` seconds and, given a saved
+      state, picks up from it (:class:`Checkpoint`; the result is the uninterrupted one).
 
     A phase that changes the parameterisation (grid, then segments, then pixels; never back)
     starts from the previous phase's mask with a new Adam; a phase with the same
@@ -360,34 +444,95 @@ def optimise_mask(
             s = blurred(param, blur)
         return s if allowed is None else s * allowed
 
+    shapes = {GRID: (b, 1, *grid), SEGMENTS: (b, count), PIXELS: (b, 1, h, w)}
+
+    def restored(state: dict) -> dict:
+        """The saved ``state`` as tensors, after checking that it fits this call (``ValueError`` if not)."""
+        number = _int(state["phase"], "phase", 0, len(phases) - 1)
+        mode = _int(state["mode"], "mode", GRID, PIXELS)
+        if mode != mode_of(phases[number]):
+            raise ValueError(f"mode {mode} is not phase {number}'s")
+        shape = shapes[mode]
+        live = _tensor(state["live"], "live", None, "iu", 0, b - 1)
+        if live.ndim != 1 or live.numel() == 0 or (live.numel() > 1 and bool((live[1:] <= live[:-1]).any())):
+            raise ValueError("live is not an increasing list of images")
+        adam = state["adam"]
+        if not isinstance(adam, dict) or set(adam) - {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError("adam holds other things than Adam's state")
+        out = {
+            "phase": number,
+            "step": _int(state["step"], "step", 0, max(phases[number].iterations - 1, 0)),
+            "mode": mode,
+            "param": _tensor(state["param"], "param", shape, "f", 0.0, 1.0),
+            "adam": {k: _tensor(v, f"adam {k}", () if k == "step" else shape, "f", 0.0 if k != "exp_avg" else None)
+                     for k, v in adam.items()},
+            "live": live,
+            "frozen": None if state["frozen"] is None else _tensor(state["frozen"], "frozen", shape, "f", 0.0, 1.0),
+            "previous": None if state["previous"] is None
+            else _tensor(state["previous"], "previous", (live.numel(), h * w), "f"),
+            "steps_taken": _tensor(state["steps_taken"], "steps_taken", (b,), "iu", 0, sum(p.iterations for p in phases)),
+        }
+        return out
+
+    resume = None
+    if checkpoint is not None and checkpoint.state is not None:
+        try:
+            resume = restored(checkpoint.state)
+        except (KeyError, TypeError, ValueError) as exc:
+            checkpoint.reject(f"{type(exc).__name__}: {exc}")
+
     param: torch.Tensor | None = None
     mode = GRID
     opt = None
     steps_taken = torch.zeros(b, dtype=torch.int64)
+    if resume is not None:
+        mode, steps_taken = resume["mode"], resume["steps_taken"]
+        param = resume["param"].to(x.device).requires_grad_(True)
     for number, phase in enumerate(phases):
+        if resume is not None and number < resume["phase"]:
+            continue
         shift = jitter if phase.jitter is None else phase.jitter
         offsets = jitter_offsets(x, seed, phase.iterations, shift, stream=number)
-        if param is None:
-            mode = mode_of(phase)
-            shape = {GRID: (b, 1, *grid), SEGMENTS: (b, count), PIXELS: (b, 1, h, w)}[mode]
-            param = torch.full(shape, float(init), dtype=torch.float32, device=x.device, requires_grad=True)
+        first_step = 0
+        if resume is not None and number == resume["phase"]:
             opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
-        elif mode_of(phase) != mode:
-            if mode_of(phase) < mode:
-                raise ValueError("phases go from the grid to segments to pixels, never back")
-            with torch.no_grad():
-                start = to_mask(param, mode).clamp(0, 1)
-            mode = mode_of(phase)
-            start = segment_means(start, labels, count, allowed) if mode == SEGMENTS else start  # kept pixels left out
-            param = start.clone().requires_grad_(True)
-            opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
-        elif stop_tolerance > 0:  # Adam's step count is the tensor's: an image done early must not carry it on
-            opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+            if resume["adam"]:
+                opt.state[param] = {k: v.to(x.device) if k != "step" else v for k, v in resume["adam"].items()}
+            live = resume["live"].to(x.device)
+            frozen = None if resume["frozen"] is None else resume["frozen"].to(x.device)
+            previous = None if resume["previous"] is None else resume["previous"].to(x.device)
+            live_stack = stack if live.numel() == b else BlurStack(levels=stack.levels[live], sigmas=stack.sigmas)
+            first_step = resume["step"]
         else:
-            opt.param_groups[0]["betas"] = (0.9, phase.adam_beta2)
-        live = torch.arange(b, device=x.device)  # images still optimising in this phase
-        live_stack, frozen, previous = stack, None, None
-        for step in range(phase.iterations):
+            if param is None:
+                mode = mode_of(phase)
+                param = torch.full(shapes[mode], float(init), dtype=torch.float32, device=x.device, requires_grad=True)
+                opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+            elif mode_of(phase) != mode:
+                if mode_of(phase) < mode:
+                    raise ValueError("phases go from the grid to segments to pixels, never back")
+                with torch.no_grad():
+                    start = to_mask(param, mode).clamp(0, 1)
+                mode = mode_of(phase)
+                start = segment_means(start, labels, count, allowed) if mode == SEGMENTS else start  # kept pixels left out
+                param = start.clone().requires_grad_(True)
+                opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+            elif stop_tolerance > 0:  # Adam's step count is the tensor's: an image done early must not carry it on
+                opt = torch.optim.Adam([param], lr=lr, betas=(0.9, phase.adam_beta2))
+            else:
+                opt.param_groups[0]["betas"] = (0.9, phase.adam_beta2)
+            live = torch.arange(b, device=x.device)  # images still optimising in this phase
+            live_stack, frozen, previous = stack, None, None
+
+        def state() -> dict:
+            return {"phase": number, "step": step, "mode": mode, "param": _np(param),
+                    "adam": {k: _np(v) for k, v in opt.state.get(param, {}).items()},
+                    "live": _np(live), "frozen": _np(frozen), "previous": _np(previous),
+                    "steps_taken": _np(steps_taken)}
+
+        for step in range(first_step, phase.iterations):
+            if checkpoint is not None:
+                checkpoint.maybe_save(state)
             s = to_mask(param, mode, phase.blur)
             if stop_tolerance > 0 and step and step % stop_patience == 0:
                 with torch.no_grad():
@@ -466,7 +611,8 @@ def successive_masks(
     count is left out of the union and ends that image's rounds (a round 1 that does not count
     ends them at once). Each image's rounds depend on that image alone, so its mask does not
     depend on the batch. ``kwargs`` are :func:`optimise_mask`'s (not ``keep``); ``stats["steps"]``
-    counts the steps of every round.
+    counts the steps of every round. A ``checkpoint`` saves the round reached with the inner
+    optimisation's state, and picks up from a saved one.
     """
     if "keep" in kwargs:
         raise TypeError("successive_masks sets keep itself")
@@ -475,9 +621,33 @@ def successive_masks(
         stack = blur_stack(x.detach().float(), sigma_max=kwargs.get("sigma_max", SIGMA0), levels=kwargs.get("levels", 8))
     segments = kwargs.pop("segments", None)
     stats = kwargs.pop("stats", None)
+    checkpoint: Checkpoint | None = kwargs.pop("checkpoint", None)
+    b, _, h, w = x.shape
+    saved, first_round = None, 0
+    if checkpoint is not None and checkpoint.state is not None:
+        try:
+            saved = checkpoint.state
+            first_round = _int(saved["round"], "round", 0, max(rounds - 1, 0))
+            if first_round:
+                merged = _tensor(saved["merged"], "merged", (b, 1, h, w), "f", 0.0, 1.0).to(x.device)
+                kept = _tensor(saved["kept"], "kept", (b, 1, h, w), "f", 0.0, 1.0).to(x.device)
+                active = _tensor(saved["active"], "active", (b,), "bui", 0, 1).to(x.device).bool()
+                steps = _tensor(saved["steps"], "steps", (b,), "iu", 0, None)
+        except (KeyError, TypeError, ValueError) as exc:
+            checkpoint.reject(f"{type(exc).__name__}: {exc}")
+            saved, first_round = None, 0
+
+    def within(r: int, outer: dict) -> Checkpoint | None:
+        """Round ``r``'s checkpoint: its states carry ``outer``, and a saved state of that round is picked up."""
+        if checkpoint is None:
+            return None
+        return checkpoint.within({"round": r, **outer}, saved.get("inner") if saved and r == first_round else None)
+
     round_stats: dict = {}
-    s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, segments=segments, stats=round_stats, **kwargs)
-    steps = round_stats["steps"].clone()
+    if first_round == 0:
+        s = optimise_mask(model, x, target, phases, seed=seed, stack=stack, segments=segments, stats=round_stats,
+                          checkpoint=within(0, {}), **kwargs)
+        steps = round_stats["steps"].clone()
     if stats is not None:
         stats["steps"] = steps
     if rounds <= 1 or x.shape[0] == 0:
@@ -495,17 +665,21 @@ def successive_masks(
         drop = torch.from_numpy(relative_drop(p_clean[idx.cpu().numpy()], p) >= min_drop).to(x.device)
         return drop & (b.flatten(1).sum(1) > 0)
 
-    first = (s > binarize_at).float()
-    active = counts(torch.arange(x.shape[0], device=x.device), first, stack)
-    merged, kept = s.clone(), first
-    for r in range(1, rounds):
+    if first_round == 0:
+        first = (s > binarize_at).float()
+        active = counts(torch.arange(x.shape[0], device=x.device), first, stack)
+        merged, kept = s.clone(), first
+    for r in range(max(first_round, 1), rounds):
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
         sub = BlurStack(levels=stack.levels[idx], sigmas=stack.sigmas)
         grown = F.max_pool2d(kept[idx], 2 * margin + 1, stride=1, padding=margin) if margin else kept[idx]
+        outer = {"merged": _np(merged), "kept": _np(kept), "active": _np(active), "steps": _np(steps)} \
+            if checkpoint is not None else {}
         s_r = optimise_mask(model, x[idx], target[idx], phases, seed=seed + r, keep=grown, stack=sub,
-                            segments=None if segments is None else segments[idx], stats=round_stats, **kwargs)
+                            segments=None if segments is None else segments[idx], stats=round_stats,
+                            checkpoint=within(r, outer), **kwargs)
         steps[idx.cpu()] += round_stats["steps"]
         b_r = (s_r > binarize_at).float()
         ok = counts(idx, b_r, sub)

@@ -54,7 +54,7 @@ import torch
 from pydantic import Field
 
 from visum import Component, hookimpl
-from visum.saliency_opt import Phase, successive_masks, superpixels
+from visum.saliency_opt import Checkpoint, Phase, successive_masks, superpixels
 from visum_plugins.saliency.iebb import MaskOptimisationOptions
 
 __all__ = ["CrispOptions", "Crisp", "register_saliency_methods"]
@@ -191,14 +191,17 @@ class Crisp(Component):
             )
         return phases
 
-    def explain(self, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1]."""
+    def explain(self, model, x: torch.Tensor, target: torch.Tensor, checkpoint: Checkpoint | None = None) -> torch.Tensor:
+        """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1].
+
+        ``checkpoint`` saves the optimisation in flight and picks it up after a kill
+        (:class:`visum.saliency_opt.Checkpoint`); the mask does not depend on it."""
         o = self.options
         segments = superpixels(x, o.crisp_segments, o.segment_compactness) if o.crisp_segments else None
         stats: dict = {}
         s = successive_masks(model, x, target, self.schedule(), rounds=o.rounds, min_drop=o.round_min_drop,
                              margin=o.round_margin, binarize_at=self.binarize_at, segments=segments, stats=stats,
-                             **o.shared())
+                             checkpoint=checkpoint, **o.shared())
         self.steps_ = stats["steps"]  # [B] steps each image took, every round
         return s
 

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 
 from visum import Component, Options, hookimpl
-from visum.saliency_opt import Phase, optimise_mask
+from visum.saliency_opt import Checkpoint, Phase, optimise_mask
 
 __all__ = ["FV_PIXELS", "MaskOptimisationOptions", "IEBBOptions", "IEBB", "register_saliency_methods"]
 
@@ -136,10 +136,13 @@ class IEBB(Component):
         o = self.options
         return [Phase(iterations=o.iterations, l1=o.l1, l2=o.l2, beta=o.beta)]
 
-    def explain(self, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1]."""
+    def explain(self, model, x: torch.Tensor, target: torch.Tensor, checkpoint: Checkpoint | None = None) -> torch.Tensor:
+        """``x [B, 3, H, W]`` float32 normalised, ``target [B]`` int64 -> ``s [B, 1, H, W]`` in [0, 1].
+
+        ``checkpoint`` saves the optimisation in flight and picks it up after a kill
+        (:class:`visum.saliency_opt.Checkpoint`); the mask does not depend on it."""
         stats: dict = {}
-        s = optimise_mask(model, x, target, self.schedule(), stats=stats, **self.options.shared())
+        s = optimise_mask(model, x, target, self.schedule(), stats=stats, checkpoint=checkpoint, **self.options.shared())
         self.steps_ = stats["steps"]  # [B] steps each image took (fewer than the schedule's with stop_tolerance)
         return s
 

@@ -181,6 +181,9 @@ INTERRUPTED = 130
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user errors become one line and exit status 2."""
+    from visum.allocator import steady_allocator
+
+    steady_allocator()  # long torch loops: no mmap/munmap at every step (visum.allocator)
     try:
         app(args=argv, prog_name="visum")
     except SystemExit as exc:  # typer ends every command this way
