@@ -50,6 +50,8 @@ STORED_UNMERGED = {"default-crisp-6", "default-gradient-24", "paper-gradient-24"
 UNMERGED = '[summaries]\nmerge = "none"\nmerge_similarity = 0.9\n'
 #: config fields added after the manifests were stored (they do nothing when merge = "none")
 ADDED_SINCE = {"summaries": ("merge_after", "merge_centre", "merge_apart")}
+#: config fields added after every manifest was stored ('auto' pairs = all pairs up to 150 images, as then)
+ADDED_SINCE_ALL = {"pruning": ("pairs",)}
 
 
 TOLERANCE = 5e-6  # five units of the sixth decimal the manifest keeps
@@ -85,6 +87,9 @@ def test_manifest_is_the_stored_one(name, tmp_path, capsys):
     now = _comparable(json.loads((tmp_path / "run" / "manifest.json").read_text()))
     stored = _comparable(json.loads((STORED / f"{name}.json").read_text()))
     _assert_close(now["summaries"], stored["summaries"], "summaries")
+    for section, fields in ADDED_SINCE_ALL.items():
+        for field in fields:
+            assert now["config"][section].pop(field) == "auto"
     if name in STORED_UNMERGED:  # options added since the manifests were stored are not in them
         for section, fields in ADDED_SINCE.items():
             for field in fields:

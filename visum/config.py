@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from visum.atomic import write_text_atomic
 from visum.components import KIND, KINDS
 from visum.errors import ConfigError
+from visum.stages.pairing import AUTO_ALL_UP_TO, AUTO_K, PAIRS_PATTERN
 
 #: how a summary member's box is removed to measure reliance (visum.stages.reliance)
 Removal = Literal["blur", "fill"]
@@ -71,6 +72,10 @@ class PruningConfig(_Section):
     max_area_ratio: float = Field(2.0, ge=1, description="Two overlapping proposals of one image whose area ratio is below this are near-duplicates; the better matched one is kept.")
     duplicate_overlap: float = Field(0.5, ge=0, le=1, description="Two proposals overlap when their intersection covers more than this share of the smaller one.")
     min_score: float = Field(0.0, ge=0, description="Matching scores at or below this are dropped from Corr (sparsification).")
+    pairs: str = Field("auto", pattern=PAIRS_PATTERN, description="Which pairs of images are matched: 'all' (the "
+                       "paper's), 'knn:K' (each image with its K nearest by the model's features of the whole view, "
+                       f"~N K pairs) or 'auto' (all up to {AUTO_ALL_UP_TO} images, knn:{AUTO_K} above; "
+                       "visum.stages.pairing, docs/scale.md).")
 
 
 class SummariesConfig(_Section):

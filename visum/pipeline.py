@@ -38,6 +38,7 @@ from visum.errors import ConfigError, InputError, VisumWarning  # noqa: F401  (V
 from visum.diagnostics import target_share
 from visum.manifest import WarningRecord
 from visum.stages.matching import MatchJob, match_all_pairs
+from visum.stages.pairing import all_pairs, knn_pairs, resolve_pairs
 from visum.stages.summaries import summary_members
 from visum.models.base import LoadedModel, View
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
@@ -521,7 +522,7 @@ class Pipeline:
             selected[im.id] = sel
             nodes += [Node(im.id, int(p), int(states[im.id].region_of[p])) for p in sel]
             offsets.append(offsets[-1] + len(sel))
-        pairs = [(a, b) for a in range(len(active)) for b in range(a + 1, len(active))]
+        pairs = self._pairs(active, model)
         keys = {
             (a, b): self._key("match", "matcher", i=states[active[a].id].description_key,
                               j=states[active[b].id].description_key,
@@ -546,6 +547,29 @@ class Pipeline:
         )
         corr = assemble_corr(blocks, np.asarray(offsets), self.config.pruning.min_score)
         return nodes, corr
+
+    def _pairs(self, active: list[InputImage], model: LoadedModel | None) -> list[tuple[int, int]]:
+        """The pairs of ``active`` to match (``pruning.pairs``, :mod:`visum.stages.pairing`)."""
+        k = resolve_pairs(self.config.pruning.pairs, len(active))
+        if k is None:
+            return all_pairs(len(active))
+        if model is None:
+            raise ConfigError(f"pruning.pairs = {self.config.pruning.pairs!r} needs the model (its features)")
+        from visum.model_features import box_features
+
+        def whole_view(im: InputImage) -> np.ndarray:
+            side = im.view.pixels.shape[0]
+            whole = np.array([[0, 0, im.view.pixels.shape[1], side]])
+            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(whole))
+            return self.cache.get_or_compute("features", key, lambda: box_features(
+                model.module, model.preprocessing, im.view.pixels, whole, device=self.config.device),
+                expect_array(2, "f", (1, None)))[0]
+
+        features = np.stack([whole_view(im) for im in self.reporter.progress(active, "pairs (features)", len(active))])
+        pairs = knn_pairs(features, k)
+        self.reporter.info(f"matching {len(pairs)} pairs of {len(active)} images: each with its {k} nearest "
+                           f"(of {len(active) * (len(active) - 1) // 2} pairs in all)")
+        return pairs
 
     def _prune(self, nodes: list[Node], corr: sp.csr_matrix) -> tuple[list[Node], sp.csr_matrix]:
         """Corr → Corr'': near-duplicate proposals of each image removed (the better matched stays)."""

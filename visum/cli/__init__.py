@@ -144,6 +144,9 @@ def _config_from_flags(config_file: Path | None, flags: dict[str, Any], opts: li
             continue
         if flag in model_keys:
             data["model"][model_keys[flag]] = value
+        elif "." in flag:  # a section's field, e.g. pruning.pairs
+            section, key = flag.split(".", 1)
+            data[section][key] = value
         else:
             data[flag] = value
     for text in opts:

@@ -36,6 +36,7 @@ def run(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per saliency/classification batch."),
     device: str | None = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
     workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching (default: one per core)."),
+    pairs: str | None = typer.Option(None, "--pairs", help="Pairs of images to match: all (the paper's), knn:K (each image with its K nearest by the model's features, ~N K pairs) or auto (default: all up to 150 images, knn:20 above)."),
     keep_misclassified: bool | None = typer.Option(None, "--keep-misclassified/--drop-misclassified", help="Keep images the model does not classify as the target (default: drop them, as the paper does)."),
     benchmark_images: int | None = typer.Option(None, "--benchmark-images", help="How many parts-benchmark images to generate when --images is not given."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
@@ -52,6 +53,7 @@ def run(
         **model_flags,
         **components, seed=seed, batch_size=batch_size, device=device,
         workers=workers, keep_misclassified=keep_misclassified, benchmark_images=benchmark_images,
+        **{"pruning.pairs": pairs},
     )
     cfg = _config_from_flags(config, flags, opt)
     out_dir = out or Path("visum-out") / datetime.now().strftime("%Y%m%d-%H%M%S")
