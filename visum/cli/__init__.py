@@ -215,3 +215,4 @@ from visum.cli import simonyan  # noqa: E402,F401
 from visum.cli import ablate  # noqa: E402,F401
 from visum.cli import worlds  # noqa: E402,F401
 from visum.cli import benchmark  # noqa: E402,F401
+from visum.cli import sweep  # noqa: E402,F401
