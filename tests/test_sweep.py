@@ -38,7 +38,8 @@ def test_local_sweep_runs_each_cell_as_visum_run_and_a_rerun_skips_them(tmp_path
     for c in data["cells"]:
         assert f"cells/{c['name']}/report.html" in index
         assert (tmp_path / "s" / "cells" / c["name"] / "report.html").is_file()
-    assert (tmp_path / "s" / "plots" / "parts.png").stat().st_size > 1000
+    (plot,) = (tmp_path / "s" / "plots").glob("parts-*.png")
+    assert plot.stat().st_size > 1000 and f"plots/{plot.name}" in index
 
     # a cell is exactly `visum run` with its configuration (one matching process, as the cell has one CPU)
     code, _, err = run_cli(capsys, "run", "--saliency", "gradient", "--benchmark-images", 6, "--workers", 1,
@@ -94,6 +95,7 @@ def test_image_folder_layout_gives_a_class_per_folder(tmp_path, parts_folder):
     ("[[classes]]\nname = 'x'\nimages = 'missing'", "is not a folder"),
     ("[[classes]]\nname = 'x'\n[[classes]]\nname = 'x'", "names a class twice"),
     ("[[classes]]\nname = 'x'\n[run]\nseed = -1", "seed"),
+    ("[[classes]]\nname = 'x'\n[run]\ntarget = 'y'", "[run] sets target"),
     ("models = [", "sweep file"),
 ])
 def test_a_bad_sweep_file_is_one_line_before_any_work(tmp_path, capsys, text, expected):

@@ -67,12 +67,22 @@ def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | N
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise ConfigError(f"--engine ray: could not start or reach {where}: {str(exc).splitlines()[0]}") from None
-    say(f"ray: {len(todo)} cells on {ray.cluster_resources().get('CPU', 0):g} CPUs, {cpus} per cell")
-    gpus = 1 if any(c.config.device.startswith("cuda") for c in todo) else 0
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES)(run_cell)
-    pending = {task.remote(cell, str(out), cache_dir, cpus): cell for cell in todo}
+    pending: dict[Any, Cell] = {}
     records: dict[str, CellRecord] = {}
     try:
+        have = ray.cluster_resources()
+        say(f"ray: {len(todo)} cells on {have.get('CPU', 0):g} CPUs, {cpus} per cell")
+        gpu_cells = [c for c in todo if c.config.device.startswith("cuda")]
+        # a task asking for more than the cluster has waits forever: say so instead
+        if cpus > have.get("CPU", 0):
+            raise ConfigError(f"cpus_per_cell = {cpus}, but the Ray cluster has {have.get('CPU', 0):g} CPUs")
+        if gpu_cells and have.get("GPU", 0) < 1:
+            raise ConfigError(f"{len(gpu_cells)} cells run on cuda, but the Ray cluster has no GPU")
+        out_dir = str(Path(out).resolve())  # workers may run in another folder, on another machine
+        cache = None if cache_dir is None else str(Path(cache_dir).resolve())
+        for cell in todo:
+            task = ray.remote(num_cpus=cpus, num_gpus=1 if cell in gpu_cells else 0, max_retries=RAY_RETRIES)(run_cell)
+            pending[task.remote(cell, out_dir, cache, cpus)] = cell
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:

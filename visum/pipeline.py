@@ -34,7 +34,7 @@ from visum.components import KINDS, ClusterQuality
 from visum.config import RunConfig
 from visum.data import images as image_files
 from visum.data.images import list_images, load_image_bounded
-from visum.errors import ConfigError, InputError, VisumWarning  # noqa: F401  (VisumWarning re-exported)
+from visum.errors import ConfigError, InputError, VisumError, VisumWarning  # noqa: F401  (VisumWarning re-exported)
 from visum.diagnostics import target_share
 from visum.manifest import WarningRecord
 from visum.stages.matching import MatchJob, match_all_pairs
@@ -59,7 +59,7 @@ CHECKPOINT_SECONDS = 5.0  # default seconds between two checkpoints of a salienc
 
 def checkpoint_seconds() -> float:
     """``$VISUM_CHECKPOINT_SECONDS`` (default :data:`CHECKPOINT_SECONDS`): seconds between two saved states of a
-    saliency batch in flight; 0 saves none. Where the states are saved never changes a mask."""
+    saliency batch in flight; 0 saves none and picks none up. Where the states are saved never changes a mask."""
     text = os.environ.get("VISUM_CHECKPOINT_SECONDS", "").strip()
     if not text:
         return CHECKPOINT_SECONDS
@@ -83,7 +83,7 @@ def _where(state: dict) -> str:
     try:
         inner = state["inner"] if "inner" in state else state
         return f"round {int(state.get('round', 0)) + 1}, phase {int(inner['phase']) + 1}, step {int(inner['step'])}"
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - only a log line; the state is checked where it is used
         return "a saved state"
 
 
@@ -431,14 +431,25 @@ class Pipeline:
                 t = torch.tensor([targets[im.id] for im in batch], dtype=torch.long, device=x.device)
                 checkpoint_key = make_key("saliency-checkpoint", masks=[keys[im.id] for im in batch])
                 checkpoint = self._checkpoint(info, component, checkpoint_key)
-                for im, mask in zip(batch, checks.saliency(info, component, model.module, x, t, checkpoint)):
+                try:
+                    computed = checks.saliency(info, component, model.module, x, t, checkpoint)
+                except VisumError:
+                    if checkpoint is None or checkpoint.state is None:
+                        raise
+                    # a saved state that passed every check and still broke the method: drop it, start afresh
+                    self.cache.delete("saliency-checkpoint", checkpoint_key)
+                    self.reporter.warn(f"a {info.name} batch failed from its saved state; computing it afresh")
+                    seed_everything(self.config.seed)
+                    checkpoint = self._checkpoint(info, component, checkpoint_key)
+                    computed = checks.saliency(info, component, model.module, x, t, checkpoint)
+                for im, mask in zip(batch, computed):
                     masks[im.id] = mask
                     self.cache.put("saliency", keys[im.id], mask)
                 if checkpoint is not None:
                     self.cache.delete("saliency-checkpoint", checkpoint_key)  # the masks are stored: done with it
                     if checkpoint.rejected:
                         self.reporter.warn(f"the saved state of a {info.name} batch did not fit ({checkpoint.rejected}); "
-                                           "the batch was computed afresh")
+                                           "the work it held was done again")
                 bar.update(len(batch))
         return masks
 

@@ -448,6 +448,8 @@ def optimise_mask(
 
     def restored(state: dict) -> dict:
         """The saved ``state`` as tensors, after checking that it fits this call (``ValueError`` if not)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"a saved state is a dict, found a {type(state).__name__}")
         number = _int(state["phase"], "phase", 0, len(phases) - 1)
         mode = _int(state["mode"], "mode", GRID, PIXELS)
         if mode != mode_of(phases[number]):
@@ -457,8 +459,8 @@ def optimise_mask(
         if live.ndim != 1 or live.numel() == 0 or (live.numel() > 1 and bool((live[1:] <= live[:-1]).any())):
             raise ValueError("live is not an increasing list of images")
         adam = state["adam"]
-        if not isinstance(adam, dict) or set(adam) - {"step", "exp_avg", "exp_avg_sq"}:
-            raise ValueError("adam holds other things than Adam's state")
+        if not isinstance(adam, dict) or set(adam) not in (set(), {"step", "exp_avg", "exp_avg_sq"}):
+            raise ValueError("adam is not Adam's state (none, or step, exp_avg and exp_avg_sq)")
         out = {
             "phase": number,
             "step": _int(state["step"], "step", 0, max(phases[number].iterations - 1, 0)),
@@ -472,6 +474,12 @@ def optimise_mask(
             else _tensor(state["previous"], "previous", (live.numel(), h * w), "f"),
             "steps_taken": _tensor(state["steps_taken"], "steps_taken", (b,), "iu", 0, sum(p.iterations for p in phases)),
         }
+        # what the loop holds at a step boundary: `previous` once a phase with early stopping has run a step,
+        # `frozen` once an image has left the batch
+        if (out["previous"] is not None) != (stop_tolerance > 0 and out["step"] > 0):
+            raise ValueError("previous does not fit the step and stop_tolerance")
+        if (out["frozen"] is not None) != (live.numel() < b):
+            raise ValueError("frozen does not fit the images still optimising")
         return out
 
     resume = None
@@ -624,9 +632,11 @@ def successive_masks(
     checkpoint: Checkpoint | None = kwargs.pop("checkpoint", None)
     b, _, h, w = x.shape
     saved, first_round = None, 0
-    if checkpoint is not None and checkpoint.state is not None:
+    if checkpoint is not None and checkpoint.state is not None and b > 0:
         try:
             saved = checkpoint.state
+            if not isinstance(saved, dict) or not isinstance(saved.get("inner"), (dict, type(None))):
+                raise TypeError("a saved state is a dict, with a dict or None as inner")
             first_round = _int(saved["round"], "round", 0, max(rounds - 1, 0))
             if first_round:
                 merged = _tensor(saved["merged"], "merged", (b, 1, h, w), "f", 0.0, 1.0).to(x.device)

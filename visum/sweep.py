@@ -17,7 +17,9 @@ A sweep file (TOML)::
 
 Each cell is one ``visum run`` with that model, class and method; relative paths are read
 against the sweep file's folder. A cell's *key* hashes everything that determines its result:
-its whole run configuration and the content of its images (file names and bytes), so a cell
+its whole run configuration (its torch threads, ``cpus_per_cell``, included), the content of its
+images (file names and bytes), of the model, weights and class-name files it names, and where its
+plugins come from, so a cell
 whose folder holds a finished run under its key is done and is not run again: a stopped sweep
 goes on where it stopped. The core returns records; :mod:`visum.engines` runs cells,
 :mod:`visum.report.sweep` writes the sweep's report.
@@ -148,11 +150,32 @@ def images_digest(folder: Path | None) -> str:
     return h.hexdigest()
 
 
+def _relative_to(base: Path, value: str) -> str:
+    """A relative path the sweep names, read against the sweep file's folder when that file exists there."""
+    if not value or Path(value).is_absolute() or not (base / value).exists():
+        return value
+    return str(base / value)
+
+
+def _file_digest(value: Any) -> str | None:
+    """sha256 of a model, weights or class-names file the configuration names; None when it names no file."""
+    if value is None or not Path(str(value)).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(value, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def cells_of(sweep: SweepFile, base: Path) -> list[Cell]:
     """Every cell, its configuration validated before any work (a bad one is one ConfigError line)."""
     from visum.plugins import get_catalogue
 
     catalogue = get_catalogue()
+    for field in ("images", "target", "saliency"):
+        if field in sweep.run:
+            raise ConfigError(f"the sweep's [run] sets {field}: a sweep sets it per cell (classes, saliency)")
     out: list[Cell] = []
     for klass in _classes(sweep, base):
         if klass.images is not None and not klass.images.is_dir():
@@ -161,7 +184,10 @@ def cells_of(sweep: SweepFile, base: Path) -> list[Cell]:
         for model in sweep.models:
             for saliency in sweep.saliency:
                 data = {**sweep.run, "saliency": saliency, "workers": sweep.cpus_per_cell}
-                data["model"] = {**dict(sweep.run.get("model", {})), "spec": model}
+                data["model"] = {**dict(sweep.run.get("model", {})), "spec": _relative_to(base, model)}
+                for field in ("weights", "classes"):  # files the sweep names relative to itself
+                    if isinstance(data["model"].get(field), str):
+                        data["model"][field] = _relative_to(base, data["model"][field])
                 if klass.images is not None:
                     data["images"] = str(klass.images)
                     data["target"] = klass.target or klass.name
@@ -173,8 +199,10 @@ def cells_of(sweep: SweepFile, base: Path) -> list[Cell]:
                         catalogue.options(kind, config.component(kind), config.component_options(kind))
                 except VisumError as exc:
                     raise ConfigError(f"sweep cell {model} / {klass.name} / {saliency}: {exc}") from None
-                key = make_key("sweep-cell", config=config.model_dump(mode="json", exclude={"images", "workers"}),
-                               images=digest)
+                sources = {kind: catalogue.get(kind, config.component(kind)).source for kind in KINDS}
+                files = {field: _file_digest(getattr(config.model, field)) for field in ("spec", "weights", "classes")}
+                key = make_key("sweep-cell", config=config.model_dump(mode="json", exclude={"images"}),
+                               images=digest, plugins=sources, model_files=files)
                 name = f"{_slug(model)}--{_slug(klass.name)}--{_slug(saliency)}-{key[:8]}"
                 out.append(Cell(name, model, klass.name, saliency, config, key))
     return out
@@ -200,7 +228,7 @@ def cell_record(cell: Cell, folder: Path) -> CellRecord | None:
 def run_cell(cell: Cell, out: Path, cache_dir: str | None, threads: int) -> CellRecord:
     """Run ``cell`` (unless done) into ``out/cells/<name>`` and return its record; a failure is recorded, not raised.
 
-    Runs with ``threads`` torch threads whatever the engine, so a cell's manifest does not depend on it."""
+    Runs with ``threads`` torch threads whatever the engine (``cpus_per_cell``, part of the key)."""
     import torch
 
     from visum.api import summarize
@@ -213,6 +241,8 @@ def run_cell(cell: Cell, out: Path, cache_dir: str | None, threads: int) -> Cell
         return done
     if folder.exists():  # the sweep's own folder for this key, but not a finished run of it: damaged or stale
         shutil.rmtree(folder)
+    for partial in folder.parent.glob(f".{cell.name}.*"):  # what a killed cell left while writing
+        shutil.rmtree(partial, ignore_errors=True)
     from visum.allocator import steady_allocator
 
     steady_allocator()  # a Ray worker is a process of its own
@@ -225,10 +255,15 @@ def run_cell(cell: Cell, out: Path, cache_dir: str | None, threads: int) -> Cell
             {"key": cell.key, "model": cell.model, "class": cell.klass, "saliency": cell.saliency}, indent=1))
     except VisumError as exc:
         return CellRecord(cell.name, cell.model, cell.klass, cell.saliency, cell.key, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one failing cell must not end the sweep, on any engine
+        return CellRecord(cell.name, cell.model, cell.klass, cell.saliency, cell.key,
+                          error=f"{type(exc).__name__}: {exc}")
     finally:
         torch.set_num_threads(before)
     record = cell_record(cell, folder)
-    assert record is not None, f"cell {cell.name} was written but does not read back"
+    if record is None:
+        return CellRecord(cell.name, cell.model, cell.klass, cell.saliency, cell.key,
+                          error=f"its run was written to {folder} but does not read back")
     return record
 
 

@@ -40,7 +40,8 @@ def sweep(
     cells = cells_of(spec, base)  # every cell's configuration checked before any work
     _check_sweep_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(sweep_file, out / "sweep.toml")
+    if not (out / "sweep.toml").exists() or not (out / "sweep.toml").samefile(sweep_file):
+        shutil.copyfile(sweep_file, out / "sweep.toml")  # what the sweep ran; `visum sweep OUT/sweep.toml` reruns it
     reporter = TqdmReporter(quiet)
     with reporter.bar(len(cells), f"sweep ({engine})") as bar:
         records = run_cells(cells, out, engine=engine, address=address,

@@ -9,6 +9,7 @@ Takes records (:class:`visum.sweep.CellRecord`); computes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -33,7 +34,9 @@ img { max-width: 420px; border: 1px solid #d8dee4; }
 
 
 def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:60] or "model"
+    """A file name for a model spec: its safe characters and a short hash (``timm:x`` and ``timm/x`` differ)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:50] or "model"
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def _plot(records: list[CellRecord], model: str) -> bytes | None:
@@ -49,10 +52,10 @@ def _plot(records: list[CellRecord], model: str) -> bytes | None:
     fig, ax = plt.subplots(figsize=(4.2, 3.2), dpi=100)
     for saliency in sorted({r.saliency for r in ok}):
         rs = [r for r in ok if r.saliency == saliency]
-        ax.scatter([r.accuracy for r in rs], [r.kept for r in rs], label=saliency, s=24)
+        ax.scatter([r.accuracy for r in rs], [r.kept for r in rs], label=saliency.replace("$", r"\$"), s=24)
     ax.set_xlabel("accuracy on the class")
     ax.set_ylabel("kept summaries")
-    ax.set_title(model, fontsize=10)
+    ax.set_title(model.replace("$", r"\$"), fontsize=10)  # no math text
     ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
