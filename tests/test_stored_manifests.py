@@ -50,7 +50,7 @@ STORED_UNMERGED = {"default-crisp-6", "default-gradient-24", "paper-gradient-24"
 UNMERGED = '[summaries]\nmerge = "none"\nmerge_similarity = 0.9\n'
 #: config fields added after the manifests were stored (they do nothing when merge = "none")
 ADDED_SINCE = {"summaries": ("merge_after", "merge_centre", "merge_apart")}
-#: config fields added after every manifest was stored ('auto' pairs = all pairs up to 150 images, as then)
+#: config fields added after every manifest was stored ('auto' pairs = all pairs up to 100 images, as then)
 ADDED_SINCE_ALL = {"pruning": ("pairs",)}
 
 

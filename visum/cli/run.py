@@ -36,7 +36,7 @@ def run(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per saliency/classification batch."),
     device: str | None = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda."),
     workers: int | None = typer.Option(None, "--workers", help="Processes for all-pairs matching (default: one per core)."),
-    pairs: str | None = typer.Option(None, "--pairs", help="Pairs of images to match: all (the paper's), knn:K (each image with its K nearest by the model's features, ~N K pairs) or auto (default: all up to 150 images, knn:20 above)."),
+    pairs: str | None = typer.Option(None, "--pairs", help="Pairs of images to match: all (the paper's), knn:K (each image with its K nearest by the model's features, ~N K pairs) or auto (default: all up to 100 images, knn:10 above)."),
     keep_misclassified: bool | None = typer.Option(None, "--keep-misclassified/--drop-misclassified", help="Keep images the model does not classify as the target (default: drop them, as the paper does)."),
     benchmark_images: int | None = typer.Option(None, "--benchmark-images", help="How many parts-benchmark images to generate when --images is not given."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),

@@ -23,8 +23,8 @@ import numpy as np
 
 __all__ = ["AUTO_ALL_UP_TO", "AUTO_K", "parse_pairs", "resolve_pairs", "all_pairs", "knn_pairs", "PAIRS_PATTERN"]
 
-AUTO_ALL_UP_TO = 150  # images; above it ``auto`` matches nearest neighbours only (docs/scale.md)
-AUTO_K = 20
+AUTO_ALL_UP_TO = 100  # images; above it ``auto`` matches nearest neighbours only (parts benchmark, docs/scale.md)
+AUTO_K = 10  # purity within 0.013 of all pairs at 300 parts images; K = 20 lost 0.07 (docs/scale.md)
 PAIRS_PATTERN = r"^(all|auto|knn:[1-9][0-9]*)$"
 
 
