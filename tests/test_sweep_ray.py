@@ -145,3 +145,22 @@ def test_engine_ray_without_a_cluster_at_the_address_is_one_line(tmp_path, capsy
                            f"127.0.0.1:{_free_port()}")
     lines = [line for line in err.splitlines() if line.startswith("visum: error")]
     assert code == 2 and len(lines) == 1 and "could not start or reach the Ray cluster at" in lines[0], err
+
+
+def test_run_with_engine_ray_gives_the_local_runs_manifest(tmp_path):
+    """`visum run --engine ray` matches the pairs as Ray tasks; what it finds is the local engine's."""
+    common = ["run", "--benchmark-images", 8, "--saliency", "gradient", "--seed", 2, "-q"]
+    ours = subprocess.run(visum(*common, "--engine", "ray", "--out", tmp_path / "ray", "--cache-dir", tmp_path / "c1"),
+                          env=ENV, capture_output=True, text=True, timeout=900)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run(visum(*common, "--out", tmp_path / "local", "--cache-dir", tmp_path / "c2"), env=ENV,
+                            capture_output=True, text=True, timeout=900)
+    assert theirs.returncode == 0, theirs.stderr
+    assert manifest_without_timings(tmp_path / "ray") == manifest_without_timings(tmp_path / "local")
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["summaries"]
+
+
+def test_run_with_an_unknown_engine_is_one_line(tmp_path, capsys):
+    from conftest import one_line_error
+
+    assert "engine 'slurm'" in one_line_error(capsys, "run", "--engine", "slurm", "--out", tmp_path / "o")

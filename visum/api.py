@@ -110,7 +110,7 @@ def _same_folder(paths: list[Path]) -> Path | None:
 
 
 def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, preprocessing, class_names,
-              cache_dir, progress: bool, cache: bool = True):
+              cache_dir, progress: bool, cache: bool = True, engine: str = "local", address: str | None = None):
     from visum.cache import Cache
     from visum.cli import TqdmReporter
     from visum.models.loading import load_module
@@ -129,7 +129,7 @@ def _pipeline(model: Model, images: Images, cfg: RunConfig, out_dir: Path, *, pr
         raise ConfigError("preprocessing and class_names go with a model object; for a model specification "
                           "set them in the configuration (model.input_size, model.classes, ...)")
     return Pipeline(cfg, out_dir, cache=Cache(cache_dir, enabled=cache), reporter=TqdmReporter(not progress), model=loaded,
-                    image_paths=paths)
+                    image_paths=paths, engine=engine, address=address)
 
 
 class _ModuleState:
@@ -179,6 +179,8 @@ def summarize(
     cache_dir: str | os.PathLike | None = None,
     cache: bool = True,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> Result:
     """Visual summaries of what ``model`` relies on for class ``target`` in ``images``.
 
@@ -194,8 +196,11 @@ def summarize(
     writes its inputs (images given in memory, as PNG, and the generated parts benchmark) in a
     temporary folder that goes with the result, and ``save`` copies them along. The
     module is put back as it was (training mode, ``requires_grad``, device) after the run. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
-    ``cache=False`` neither reads nor writes it. ``visum run`` is this function.
+    ``cache=False`` neither reads nor writes it. ``engine="ray"`` matches the pairs as Ray tasks (a
+    local Ray, or the cluster at ``address``); the result is the local engine's. ``visum run`` is this function.
     """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine {engine!r}: expected local or ray")
     overrides = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
                  "scorer": scorer, "device": device, "seed": seed, "keep_misclassified": keep_misclassified}
     cfg = _config(config, model, target, overrides, options)
@@ -206,7 +211,8 @@ def summarize(
     workdir = tempfile.TemporaryDirectory(prefix="visum-")  # the run's inputs; save() copies them along
     with _ModuleState(model):
         result = _pipeline(model, images, cfg, Path(workdir.name), preprocessing=preprocessing,
-                           class_names=class_names, cache_dir=cache_dir, progress=progress, cache=cache).run()
+                           class_names=class_names, cache_dir=cache_dir, progress=progress, cache=cache,
+                           engine=engine, address=address).run()
     result.workdir = workdir  # the temporary folder lives as long as the result
     result.save_to = Path(out_dir) if out_dir is not None else None
     return result

@@ -14,13 +14,14 @@ that error and the others go on. Ray is an optional extra: ``pip install "visum[
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from visum.errors import ConfigError
 from visum.sweep import CELLS, Cell, CellRecord, cell_record, run_cell
 
-__all__ = ["ENGINES", "RAY_RETRIES", "run_cells"]
+__all__ = ["ENGINES", "RAY_RETRIES", "ray_session", "run_cells"]
 
 Engine = Literal["local", "ray"]
 ENGINES: tuple[str, ...] = ("local", "ray")
@@ -52,8 +53,10 @@ def run_cells(cells: list[Cell], out: Path, *, engine: str = "local", address: s
     return [records[c.name] for c in cells]
 
 
-def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | None, cpus: int,
-            progress: Callable[[int], Any], say: Callable[[str], None]) -> dict[str, CellRecord]:
+@contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """The ``ray`` module, initialised: a local Ray (shut down on exit) or the cluster at ``address``;
+    one ConfigError line when Ray is missing or the cluster cannot be reached."""
     try:
         import ray
     except ImportError:
@@ -67,6 +70,21 @@ def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | N
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise ConfigError(f"--engine ray: could not start or reach {where}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield ray
+    finally:
+        if ours:
+            ray.shutdown()
+
+
+def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | None, cpus: int,
+            progress: Callable[[int], Any], say: Callable[[str], None]) -> dict[str, CellRecord]:
+    with ray_session(address) as ray:
+        return _cells_on_ray(ray, todo, out, cache_dir, cpus, progress, say)
+
+
+def _cells_on_ray(ray: Any, todo: list[Cell], out: Path, cache_dir: str | None, cpus: int,
+                  progress: Callable[[int], Any], say: Callable[[str], None]) -> dict[str, CellRecord]:
     pending: dict[Any, Cell] = {}
     records: dict[str, CellRecord] = {}
     try:
@@ -97,8 +115,6 @@ def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | N
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        if ours:
-            ray.shutdown()
     return records
 
 

@@ -185,10 +185,15 @@ class Pipeline:
         reporter: Reporter | None = None,
         model: LoadedModel | None = None,
         image_paths: Sequence[Path] | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> None:
         """``model``: a model already loaded (:func:`visum.models.loading.load_module`), used in place of
-        ``config.model``; ``image_paths``: these image files, in this order, in place of ``config.images``."""
+        ``config.model``; ``image_paths``: these image files, in this order, in place of ``config.images``;
+        ``engine`` ``"local"`` or ``"ray"`` (pair matching as Ray tasks, at ``address`` or on a local Ray):
+        where the work runs, never what it finds."""
         self.config = config
+        self.engine, self.address = engine, address
         self._merge_asked = config.summaries.merge  # "auto" is resolved per run, on the model (_check_merge)
         self.model = model
         self.image_paths = [Path(p) for p in image_paths] if image_paths is not None else None
@@ -551,7 +556,7 @@ class Pipeline:
                        [len(states[im.id].boxes) for im in active], [selected[im.id] for im in active])
         blocks.update(
             match_all_pairs(
-                job, todo, workers=self.config.workers,
+                job, todo, workers=self.config.workers, engine=self.engine, address=self.address,
                 done=lambda pair, q: self.cache.put("match", keys[pair], q),
                 progress=lambda it, total: self.reporter.progress(it, f"match pairs ({info.name})", total),
             )

@@ -42,6 +42,8 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray: match the pairs as Ray tasks (pip install \"visum[ray]\"); the result is the same."),
+    address: str | None = typer.Option(None, "--address", help="--engine ray: a running Ray cluster (default: a local Ray)."),
     model_flags: dict | None = None,
     components: dict | None = None,
 ) -> None:
@@ -60,7 +62,8 @@ def run(
     check_out(out_dir)  # before any work
     reporter = TqdmReporter(quiet)
     # the run's inputs (a generated benchmark) go to a temporary folder; save() writes out_dir whole
-    result = summarize(cfg.model.spec, config=cfg, cache_dir=cache_dir, cache=not no_cache, progress=not quiet)
+    result = summarize(cfg.model.spec, config=cfg, cache_dir=cache_dir, cache=not no_cache, progress=not quiet,
+                       engine=engine, address=address)
     result.save(out_dir)
     kept = len(result.manifest.kept_summaries)
     reporter.info(

@@ -92,14 +92,26 @@ def match_all_pairs(
     chunk: int = 8,
     done: Callable[[tuple[int, int], np.ndarray], None] = lambda pair, q: None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] = lambda it, total: it,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict[tuple[int, int], np.ndarray]:
-    """``{(i, j): Q_ij[selected_i][:, selected_j]}`` for every pair; ``done`` sees each as it finishes."""
+    """``{(i, j): Q_ij[selected_i][:, selected_j]}`` for every pair; ``done`` sees each as it finishes.
+
+    ``engine="ray"``: the chunks of pairs are Ray tasks (one CPU and one thread each, as a local
+    worker), on a local Ray or the cluster at ``address``; the job goes to the object store once.
+    Each block is computed the same way on either engine, so the result does not depend on it."""
     global _JOB
     results: dict[tuple[int, int], np.ndarray] = {}
     if not pairs:
         return results
     workers = min(resolve_workers(workers), max(1, len(pairs) // chunk))
     chunks = [list(pairs[k : k + chunk]) for k in range(0, len(pairs), chunk)]
+    if engine == "ray":
+        for finished in progress(_on_ray(job, chunks, address), len(pairs)):
+            pair, q = finished
+            results[pair] = q
+            done(pair, q)
+        return results
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         stream = (_one_chunk(job, c) for c in chunks)
         executor = None
@@ -127,3 +139,27 @@ def _one_chunk(job: MatchJob, pairs: list[tuple[int, int]]):
 def _flatten(chunks):
     for chunk in chunks:
         yield from chunk
+
+
+def _ray_chunk(job: MatchJob, pairs: list[tuple[int, int]]) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """A Ray task: one chunk of pairs with one BLAS and one torch thread, as in a local worker."""
+    _init_worker()
+    return _one_chunk(job, pairs)
+
+
+def _on_ray(job: MatchJob, chunks: list[list[tuple[int, int]]], address: str | None):
+    """Every chunk's blocks as its Ray task finishes (a local Ray started and stopped here, or ``address``'s)."""
+    from visum.engines import ray_session
+
+    with ray_session(address) as ray:
+        job_ref = ray.put(job)
+        task = ray.remote(num_cpus=1, max_retries=3)(_ray_chunk)
+        pending = [task.remote(job_ref, c) for c in chunks]
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    yield from ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
