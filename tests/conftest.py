@@ -25,6 +25,13 @@ def run_cli(capsys, *args):
     return code, captured.out, captured.err
 
 
+def visum_command(*args) -> list[str]:
+    """``python -m visum.cli ARGS`` for a subprocess (a run that can be killed, or that starts its own Ray)."""
+    import sys
+
+    return [sys.executable, "-m", "visum.cli", *map(str, args)]
+
+
 def one_line_error(capsys, *args) -> str:
     """``visum ARGS`` must fail as a user error: exit 2 and one line ``visum: error: ...``, returned."""
     code, out, err = run_cli(capsys, *args)

@@ -8,13 +8,12 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import manifest_without_timings
+from conftest import manifest_without_timings, visum_command as visum
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,6 @@ def five_images(parts_folder, tmp_path_factory) -> Path:
     for p in sorted(parts_folder.glob("*.png"))[:5]:
         shutil.copy(p, folder / p.name)
     return folder
-
-
-def visum(*args) -> list[str]:
-    return [sys.executable, "-m", "visum.cli", *map(str, args)]
 
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_manifest(five_images, tmp_path):

@@ -119,6 +119,6 @@ def test_correlation_over_classes_per_model_and_method():
 
     rs = [rec("a", 10, 2), rec("b", 8, 4), rec("c", 5, 9), rec("d", 9, 3)]
     (r,) = correlation(rs).values()
-    assert r == pytest.approx(-0.9926, abs=1e-3)  # better classes, fewer summaries
+    assert r.rho == pytest.approx(-1.0) and r.n == 4  # better classes, fewer summaries: ranks exactly reversed
     assert correlation(rs[:2]) == {("m", "crisp"): None}  # fewer than 3 classes
     assert correlation([rec("a", 5, 2), rec("b", 5, 4), rec("c", 5, 9)]) == {("m", "crisp"): None}  # constant

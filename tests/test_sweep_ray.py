@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import manifest_without_timings, run_cli
+from conftest import manifest_without_timings, visum_command as visum, run_cli
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra visum[ray]") if os.environ.get(
     "VISUM_RAY_OPTIONAL") else __import__("ray")  # CI installs it (the test extra): there it must be importable
@@ -34,10 +34,6 @@ def sweep_file(tmp_path: Path, methods: list[str]) -> Path:
     path = tmp_path / "sweep.toml"
     path.write_text(SWEEP.format(methods=", ".join(f'"{m}"' for m in methods)))
     return path
-
-
-def visum(*args) -> list[str]:
-    return [sys.executable, "-m", "visum.cli", *map(str, args)]
 
 
 def cell_manifests(out: Path) -> dict[str, dict]:

@@ -98,9 +98,10 @@ def _cells_on_ray(ray: Any, todo: list[Cell], out: Path, cache_dir: str | None, 
             raise ConfigError(f"{len(gpu_cells)} cells run on cuda, but the Ray cluster has no GPU")
         out_dir = str(Path(out).resolve())  # workers may run in another folder, on another machine
         cache = None if cache_dir is None else str(Path(cache_dir).resolve())
+        task = ray.remote(num_cpus=cpus, max_retries=RAY_RETRIES)(run_cell)
+        on_gpu = {c.name for c in gpu_cells}
         for cell in todo:
-            task = ray.remote(num_cpus=cpus, num_gpus=1 if cell in gpu_cells else 0, max_retries=RAY_RETRIES)(run_cell)
-            pending[task.remote(cell, out_dir, cache, cpus)] = cell
+            pending[task.options(num_gpus=1 if cell.name in on_gpu else 0).remote(cell, out_dir, cache, cpus)] = cell
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:

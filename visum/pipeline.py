@@ -571,15 +571,9 @@ class Pipeline:
             return all_pairs(len(active))
         if model is None:
             raise ConfigError(f"pruning.pairs = {self.config.pruning.pairs!r} needs the model (its features)")
-        from visum.model_features import box_features
-
         def whole_view(im: InputImage) -> np.ndarray:
-            side = im.view.pixels.shape[0]
-            whole = np.array([[0, 0, im.view.pixels.shape[1], side]])
-            key = make_key("node-features", model=model.fingerprint, image=im.digest, boxes=content_hash(whole))
-            return self.cache.get_or_compute("features", key, lambda: box_features(
-                model.module, model.preprocessing, im.view.pixels, whole, device=self.config.device),
-                expect_array(2, "f", (1, None)))[0]
+            h, w = im.view.pixels.shape[:2]
+            return self._box_features(im.id, np.array([[0, 0, w, h]]), model)[0]
 
         features = np.stack([whole_view(im) for im in self.reporter.progress(active, "pairs (features)", len(active))])
         pairs = knn_pairs(features, k)

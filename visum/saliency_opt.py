@@ -179,15 +179,14 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 def _tensor(a: Any, name: str, shape: tuple[int, ...] | None = None, kind: str = "f",
             low: float | None = None, high: float | None = None) -> torch.Tensor:
-    """A saved array checked before use: NumPy, of dtype kind ``kind``, of ``shape``, finite, in range."""
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in kind:
-        raise ValueError(f"{name} is not a {kind!r} array")
-    if shape is not None and tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        raise ValueError(f"{name} has non-finite values")
-    if a.size and ((low is not None and a.min() < low) or (high is not None and a.max() > high)):
-        raise ValueError(f"{name} is outside [{low}, {high}]")
+    """A saved array checked before use (:func:`visum.cache.expect_array`: NumPy, of dtype kind ``kind``, of
+    ``shape`` — one axis of any length for ``None`` — finite, in range), as a tensor."""
+    from visum.cache import expect_array
+
+    try:
+        expect_array(1 if shape is None else len(shape), kind, shape, low, high)(a)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
     return torch.from_numpy(np.array(a, dtype=np.float32 if kind == "f" else np.int64))
 
 
@@ -456,7 +455,7 @@ def optimise_mask(
             raise ValueError(f"mode {mode} is not phase {number}'s")
         shape = shapes[mode]
         live = _tensor(state["live"], "live", None, "iu", 0, b - 1)
-        if live.ndim != 1 or live.numel() == 0 or (live.numel() > 1 and bool((live[1:] <= live[:-1]).any())):
+        if live.numel() == 0 or (live.numel() > 1 and bool((live[1:] <= live[:-1]).any())):
             raise ValueError("live is not an increasing list of images")
         adam = state["adam"]
         if not isinstance(adam, dict) or set(adam) not in (set(), {"step", "exp_avg", "exp_avg_sq"}):

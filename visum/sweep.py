@@ -44,9 +44,10 @@ from visum.components import KIND, KINDS
 from visum.config import RunConfig, make_config
 from visum.data.images import list_images
 from visum.errors import ConfigError, VisumError
+from visum.experiments.accuracy import Correlation, spearman
 
 __all__ = ["SweepClass", "SweepFile", "Cell", "CellRecord", "load_sweep", "cells_of", "cell_record",
-           "run_cell", "correlation", "CELLS"]
+           "run_cell", "correlation", "slug", "CELLS"]
 
 CELLS = "cells"  # the sub-folder of a sweep's output that holds one run folder per cell
 
@@ -101,7 +102,8 @@ class CellRecord:
         return self.classified / self.images if self.images else float("nan")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` as a file name: runs of other characters than letters, digits, ``.``, ``_``, ``-`` become ``-``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "x"
 
 
@@ -203,7 +205,7 @@ def cells_of(sweep: SweepFile, base: Path) -> list[Cell]:
                 files = {field: _file_digest(getattr(config.model, field)) for field in ("spec", "weights", "classes")}
                 key = make_key("sweep-cell", config=config.model_dump(mode="json", exclude={"images"}),
                                images=digest, plugins=sources, model_files=files)
-                name = f"{_slug(model)}--{_slug(klass.name)}--{_slug(saliency)}-{key[:8]}"
+                name = f"{slug(model)}--{slug(klass.name)}--{slug(saliency)}-{key[:8]}"
                 out.append(Cell(name, model, klass.name, saliency, config, key))
     return out
 
@@ -267,37 +269,28 @@ def run_cell(cell: Cell, out: Path, cache_dir: str | None, threads: int) -> Cell
     return record
 
 
-def correlation(records: list[CellRecord]) -> dict[tuple[str, str], float | None]:
-    """Pearson's r between a class's accuracy and its kept summaries, per (model, saliency) (paper Sec. 4.3).
+def correlation(records: list[CellRecord]) -> dict[tuple[str, str], Correlation | None]:
+    """Spearman's rho between a class's accuracy and its kept summaries over the classes, per (model, saliency):
+    the paper's Sec. 4.3 measure, :func:`visum.experiments.accuracy.spearman` (exact p-value up to 8 classes).
 
     ``None`` where fewer than 3 classes finished or either quantity is constant."""
     groups: dict[tuple[str, str], list[CellRecord]] = {}
     for r in records:
         if r.error is None and r.images:
             groups.setdefault((r.model, r.saliency), []).append(r)
-    out: dict[tuple[str, str], float | None] = {}
+    out: dict[tuple[str, str], Correlation | None] = {}
     for key, rs in groups.items():
-        a = [r.accuracy for r in rs]
-        k = [float(r.kept) for r in rs]
-        out[key] = _pearson(a, k) if len(rs) >= 3 else None
+        c = spearman([r.accuracy for r in rs], [float(r.kept) for r in rs])
+        out[key] = None if math.isnan(c.rho) else c
     return out
-
-
-def _pearson(a: list[float], b: list[float]) -> float | None:
-    n = len(a)
-    ma, mb = sum(a) / n, sum(b) / n
-    va = sum((x - ma) ** 2 for x in a)
-    vb = sum((y - mb) ** 2 for y in b)
-    if va <= 0 or vb <= 0:
-        return None
-    r = sum((x - ma) * (y - mb) for x, y in zip(a, b)) / math.sqrt(va * vb)
-    return max(-1.0, min(1.0, r))
 
 
 def records_json(records: list[CellRecord]) -> dict[str, Any]:
     """``sweep.json``: every cell's record and the correlations."""
     return {
         "cells": [asdict(r) | {"accuracy": None if math.isnan(r.accuracy) else r.accuracy} for r in records],
-        "correlation": [{"model": m, "saliency": s, "pearson_accuracy_kept": r}
-                        for (m, s), r in sorted(correlation(records).items())],
+        "correlation": [{"model": m, "saliency": s, "classes": None if c is None else c.n,
+                         "spearman_accuracy_kept": None if c is None else c.rho,
+                         "p_value": None if c is None else c.p_value}
+                        for (m, s), c in sorted(correlation(records).items())],
     }

@@ -2,7 +2,7 @@
 
 Per model, a table of its cells (class, saliency method, images, the share the model predicts
 as the class, kept summaries, a link to the cell's ``report.html``) and the paper's Sec. 4.3
-question — do classes the model gets right have fewer summaries? — as Pearson's r between
+question — do classes the model gets right have fewer summaries? — as Spearman's rho between
 accuracy and kept summaries over the classes, with a scatter plot (``plots/<model>.png``).
 Takes records (:class:`visum.sweep.CellRecord`); computes nothing.
 """
@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from visum.atomic import write_bytes_atomic, write_text_atomic
-from visum.sweep import CELLS, CellRecord, correlation, records_json
+from visum.sweep import CELLS, CellRecord, correlation, records_json, slug
 
 __all__ = ["write_sweep_report"]
 
@@ -33,10 +33,9 @@ img { max-width: 420px; border: 1px solid #d8dee4; }
 """
 
 
-def _slug(text: str) -> str:
-    """A file name for a model spec: its safe characters and a short hash (``timm:x`` and ``timm/x`` differ)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:50] or "model"
-    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+def _plot_name(model: str) -> str:
+    """A file name for a model spec: its slug and a short hash (``timm:x`` and ``timm/x`` differ)."""
+    return f"{slug(model)}-{hashlib.sha256(model.encode()).hexdigest()[:6]}"
 
 
 def _plot(records: list[CellRecord], model: str) -> bytes | None:
@@ -75,14 +74,15 @@ def write_sweep_report(records: list[CellRecord], out: Path) -> Path:
     for model in sorted({r.model for r in records}):
         rs = [r for r in records if r.model == model]
         parts.append(f"<h2>{html.escape(model)}</h2>")
-        for (m, saliency), r in sorted(r_of.items()):
+        for (m, saliency), c in sorted(r_of.items()):
             if m == model:
-                text = "n/a (fewer than 3 classes, or a constant)" if r is None else f"{r:+.2f}"
-                parts.append(f"<p>{html.escape(saliency)}: Pearson's r between accuracy and kept summaries "
+                text = "n/a (fewer than 3 classes, or a constant)" if c is None else \
+                    f"{c.rho:+.2f} (p = {c.p_value:.2g}, {c.n} classes)"
+                parts.append(f"<p>{html.escape(saliency)}: Spearman's rho between accuracy and kept summaries "
                              f"over classes: <b>{text}</b></p>")
         png = _plot(rs, model)
         if png is not None:
-            name = f"plots/{_slug(model)}.png"
+            name = f"plots/{_plot_name(model)}.png"
             write_bytes_atomic(out / name, png)
             parts.append(f"<img src='{html.escape(name)}' alt='accuracy against kept summaries'>")
         parts.append("<table><tr><th>class</th><th>saliency</th><th>images</th><th>accuracy</th>"
