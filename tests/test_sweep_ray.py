@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -144,12 +145,14 @@ def test_engine_ray_without_a_cluster_at_the_address_is_one_line(tmp_path, capsy
 
 
 def test_run_with_engine_ray_gives_the_local_runs_manifest(tmp_path):
-    """`visum run --engine ray` matches the pairs as Ray tasks; what it finds is the local engine's."""
-    common = ["run", "--benchmark-images", 8, "--saliency", "gradient", "--seed", 2, "-q"]
+    """`visum run --engine ray` computes the saliency batches and matches the pairs as Ray tasks; what it
+    finds is the local engine's."""
+    common = ["run", "--benchmark-images", 8, "--batch-size", 4, "--saliency", "gradient", "--seed", 2]
     ours = subprocess.run(visum(*common, "--engine", "ray", "--out", tmp_path / "ray", "--cache-dir", tmp_path / "c1"),
                           env=ENV, capture_output=True, text=True, timeout=900)
     assert ours.returncode == 0, ours.stderr
-    theirs = subprocess.run(visum(*common, "--out", tmp_path / "local", "--cache-dir", tmp_path / "c2"), env=ENV,
+    assert "ray: saliency batches as tasks of" in ours.stderr, ours.stderr
+    theirs = subprocess.run(visum(*common, "-q", "--out", tmp_path / "local", "--cache-dir", tmp_path / "c2"), env=ENV,
                             capture_output=True, text=True, timeout=900)
     assert theirs.returncode == 0, theirs.stderr
     assert manifest_without_timings(tmp_path / "ray") == manifest_without_timings(tmp_path / "local")
@@ -160,3 +163,73 @@ def test_run_with_an_unknown_engine_is_one_line(tmp_path, capsys):
     from conftest import one_line_error
 
     assert "engine 'slurm'" in one_line_error(capsys, "run", "--engine", "slurm", "--out", tmp_path / "o")
+
+
+def test_a_saliency_worker_killed_mid_batch_is_retried_from_its_checkpoint(parts_folder, tmp_path):
+    """`visum masks --engine ray`: the Ray worker saves its crisp batch's state to the cache as it goes; when
+    the worker is killed, Ray runs the batch again, the new worker picks the state up, and the masks are
+    those of an uninterrupted local run, byte for byte."""
+    import numpy as np
+    import psutil
+
+    images = tmp_path / "two"
+    images.mkdir()
+    for p in sorted(parts_folder.glob("*.png"))[:2]:
+        shutil.copy(p, images / p.name)
+    env = {**ENV, "OMP_NUM_THREADS": "1", "VISUM_CHECKPOINT_SECONDS": "0.5"}
+    common = ["masks", "--saliency", "crisp", "--images", images, "--seed", "5"]
+    ref = subprocess.run(visum(*common, "-q", "--out", tmp_path / "ref", "--cache-dir", tmp_path / "c0"),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+
+    cache = tmp_path / "c1"
+    saved = cache / "saliency-checkpoint"
+    driver = subprocess.Popen(visum(*common, "--engine", "ray", "--out", tmp_path / "o", "--cache-dir", cache),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = []
+    try:
+        started, seen = time.monotonic(), 0.0
+        while driver.poll() is None and time.monotonic() - started < 600 and not killed:
+            if saved.is_dir() and any(saved.glob("*/*.vcache")):
+                seen = seen or time.monotonic()
+                if time.monotonic() - seen > 2.0:  # a few checkpoints into the batch: kill the worker running it
+                    for proc in psutil.process_iter(["cmdline"]):
+                        if any("ray::_ray_batch" in part for part in proc.info["cmdline"] or []):
+                            proc.kill()
+                            killed.append(proc.pid)
+            time.sleep(0.01)
+        assert killed, "the batch ended before its worker could be killed"
+        _, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        stop_ray()
+    assert driver.returncode == 0, err
+    assert "picking a batch up where a stopped run left it (round " in err, err
+    ours, theirs = sorted((tmp_path / "o" / "masks").glob("*.npy")), sorted((tmp_path / "ref" / "masks").glob("*.npy"))
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 2
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(np.load(a), np.load(b))
+    assert not any(saved.glob("*/*.vcache")), "the finished batch's checkpoint is left behind"
+
+
+def test_a_tasks_own_error_comes_back_as_itself_and_a_lost_worker_as_one_engine_line():
+    from types import SimpleNamespace
+
+    from visum.engines import ray_result
+    from visum.errors import EngineError, InputError
+
+    class RayError(Exception):
+        pass
+
+    def failing(exc):
+        def get(ref):
+            raise exc
+        return SimpleNamespace(get=get, exceptions=SimpleNamespace(RayError=RayError))
+
+    wrapped = RayError("ray::_ray_batch() failed")
+    wrapped.cause = InputError("image a.png: not an image")
+    with pytest.raises(InputError, match="a.png"):
+        ray_result(failing(wrapped), None, "a batch")
+    with pytest.raises(EngineError, match=r"--engine ray: a crisp batch failed \(RayError: worker died\)"):
+        ray_result(failing(RayError("worker died")), None, "a crisp batch")

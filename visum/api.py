@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from visum.config import RunConfig, load_config, make_config
+from visum.engines import check_engine
 from visum.errors import ConfigError, InputError
 from visum.result import Result
 
@@ -196,11 +197,10 @@ def summarize(
     writes its inputs (images given in memory, as PNG, and the generated parts benchmark) in a
     temporary folder that goes with the result, and ``save`` copies them along. The
     module is put back as it was (training mode, ``requires_grad``, device) after the run. ``cache_dir``: the cache (default ``$VISUM_CACHE_DIR`` or ``~/.cache/visum``);
-    ``cache=False`` neither reads nor writes it. ``engine="ray"`` matches the pairs as Ray tasks (a
-    local Ray, or the cluster at ``address``); the result is the local engine's. ``visum run`` is this function.
+    ``cache=False`` neither reads nor writes it. ``engine="ray"`` computes the saliency batches and matches the
+    pairs as Ray tasks (a local Ray, or the cluster at ``address``); the result is the local engine's. ``visum run`` is this function.
     """
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"engine {engine!r}: expected local or ray")
+    check_engine(engine)
     overrides = {"saliency": saliency, "proposer": proposer, "matcher": matcher, "clusterer": clusterer,
                  "scorer": scorer, "device": device, "seed": seed, "keep_misclassified": keep_misclassified}
     cfg = _config(config, model, target, overrides, options)

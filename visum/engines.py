@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
-from visum.errors import ConfigError
-from visum.sweep import CELLS, Cell, CellRecord, cell_record, run_cell
+from visum.errors import ConfigError, EngineError, VisumError
 
-__all__ = ["ENGINES", "RAY_RETRIES", "ray_session", "run_cells"]
+if TYPE_CHECKING:
+    from visum.sweep import Cell, CellRecord
+
+__all__ = ["ENGINES", "RAY_RETRIES", "check_engine", "ray_result", "ray_session", "run_cells"]
 
 Engine = Literal["local", "ray"]
 ENGINES: tuple[str, ...] = ("local", "ray")
@@ -33,8 +35,9 @@ def run_cells(cells: list[Cell], out: Path, *, engine: str = "local", address: s
               progress: Callable[[int], Any] = lambda n: None, say: Callable[[str], None] = lambda m: None
               ) -> list[CellRecord]:
     """Every cell's record, in order; ``progress(n)`` as cells finish (done cells count at once)."""
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    from visum.sweep import CELLS, cell_record, run_cell
+
+    check_engine(engine)
     records: dict[str, CellRecord] = {}
     for cell in cells:
         done = cell_record(cell, Path(out) / CELLS / cell.name)
@@ -51,6 +54,12 @@ def run_cells(cells: list[Cell], out: Path, *, engine: str = "local", address: s
     elif todo:
         records.update(_on_ray(todo, out, address, cache_dir, cpus_per_cell, progress, say))
     return [records[c.name] for c in cells]
+
+
+def check_engine(engine: str) -> None:
+    """One line naming ``--engine`` when it is not one of :data:`ENGINES`."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
 
 
 @contextmanager
@@ -77,6 +86,20 @@ def ray_session(address: str | None) -> Iterator[Any]:
             ray.shutdown()
 
 
+def ray_result(ray: Any, ref: Any, what: str) -> Any:
+    """``ray.get(ref)``: a task's own :class:`~visum.errors.VisumError` raised as itself (one line), any other
+    failure of the task or its worker as an :class:`~visum.errors.EngineError` naming ``what``."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, VisumError):
+            raise cause from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise EngineError(f"--engine ray: {what} failed ({type(exc).__name__}: {first}); "
+                          "what finished is cached, a rerun resumes") from None
+
+
 def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | None, cpus: int,
             progress: Callable[[int], Any], say: Callable[[str], None]) -> dict[str, CellRecord]:
     with ray_session(address) as ray:
@@ -85,6 +108,8 @@ def _on_ray(todo: list[Cell], out: Path, address: str | None, cache_dir: str | N
 
 def _cells_on_ray(ray: Any, todo: list[Cell], out: Path, cache_dir: str | None, cpus: int,
                   progress: Callable[[int], Any], say: Callable[[str], None]) -> dict[str, CellRecord]:
+    from visum.sweep import CellRecord, run_cell
+
     pending: dict[Any, Cell] = {}
     records: dict[str, CellRecord] = {}
     try:

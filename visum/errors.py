@@ -33,3 +33,8 @@ class VisumWarning(UserWarning):
 
 class OutputError(VisumError):
     """An output folder or file that cannot be written, or that is not visum's to replace. The message names it."""
+
+
+class EngineError(VisumError):
+    """Work sent to an engine (a Ray cluster) that did not come back: its worker died more times than it is
+    retried, or the cluster went away. Everything finished before is in the cache; a rerun resumes."""

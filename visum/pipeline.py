@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -36,6 +35,7 @@ from visum.data import images as image_files
 from visum.data.images import list_images, load_image_bounded
 from visum.errors import ConfigError, InputError, VisumError, VisumWarning  # noqa: F401  (VisumWarning re-exported)
 from visum.diagnostics import target_share
+from visum.engines import check_engine
 from visum.manifest import WarningRecord
 from visum.stages.matching import MatchJob, match_all_pairs
 from visum.stages.pairing import all_pairs, knn_pairs, resolve_pairs
@@ -43,7 +43,7 @@ from visum.stages.summaries import summary_members
 from visum.models.base import LoadedModel, View
 from visum.plugins import Catalogue, ComponentInfo, get_catalogue
 from visum.result import Result, build_result, masks_result
-from visum.saliency_opt import Checkpoint
+from visum.stages.saliency import SaliencyJob, batch_masks, finish_batch, masks_on_ray, seed_everything
 from visum.stages.regions import (
     Regions,
     assemble_corr,
@@ -70,21 +70,6 @@ def checkpoint_seconds() -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise ConfigError(f"VISUM_CHECKPOINT_SECONDS={text!r}: expected a number of seconds >= 0")
     return value
-
-
-def _a_dict(value: Any) -> None:
-    """A saved checkpoint is a dict; :func:`visum.saliency_opt.optimise_mask` checks the rest before using it."""
-    if not isinstance(value, dict):
-        raise TypeError(f"a checkpoint is a dict, found a {type(value).__name__}")
-
-
-def _where(state: dict) -> str:
-    """Where a saved mask optimisation stood, for the log (the state is checked later, not here)."""
-    try:
-        inner = state["inner"] if "inner" in state else state
-        return f"round {int(state.get('round', 0)) + 1}, phase {int(inner['phase']) + 1}, step {int(inner['step'])}"
-    except Exception:  # noqa: BLE001 - only a log line; the state is checked where it is used
-        return "a saved state"
 
 
 BENCHMARK_SEED = 1_000_003  # parts-benchmark images of the default run: disjoint from training seeds
@@ -166,12 +151,6 @@ class Node:
     region: int
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class Pipeline:
     """One run: ``Pipeline(config, out_dir).run()``."""
 
@@ -190,9 +169,11 @@ class Pipeline:
     ) -> None:
         """``model``: a model already loaded (:func:`visum.models.loading.load_module`), used in place of
         ``config.model``; ``image_paths``: these image files, in this order, in place of ``config.images``;
-        ``engine`` ``"local"`` or ``"ray"`` (pair matching as Ray tasks, at ``address`` or on a local Ray):
+        ``engine`` ``"local"`` or ``"ray"`` (saliency batches and pair matching as Ray tasks, at ``address``
+        or on a local Ray):
         where the work runs, never what it finds."""
         self.config = config
+        check_engine(engine)
         self.engine, self.address = engine, address
         self._merge_asked = config.summaries.merge  # "auto" is resolved per run, on the model (_check_merge)
         self.model = model
@@ -221,6 +202,14 @@ class Pipeline:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    def _engine_session(self) -> Any:
+        """``--engine ray``: a Ray session (local, or ``address``'s) that the stages inside it share."""
+        if self.engine != "ray":
+            return nullcontext()
+        from visum.engines import ray_session
+
+        return ray_session(self.address)
 
     def _key(self, stage: str, kind: str, **parts: Any) -> str:
         info, _, options = self.components[kind]
@@ -251,7 +240,7 @@ class Pipeline:
         """Saliency masks alone (``visum masks``): every image, whatever the model predicts. Writes nothing."""
         model, target, all_images, probs = self.prepare()
         states = self.states = {im.id: ImageState() for im in all_images}
-        with self.stage("saliency"):
+        with self._engine_session(), self.stage("saliency"):
             self._saliency(model, all_images, target, states)
         result = masks_result(self.config, self.out_dir, model, target, all_images, probs, states, self.warnings,
                               dict(self.timings))
@@ -269,14 +258,15 @@ class Pipeline:
             self.warnings.append(no_merge)
         states = self.states = {im.id: ImageState() for im in used}
         self._used = {im.id: im for im in used}
-        with self.stage("saliency"):
-            self._saliency(model, used, target, states)
-        with self.stage("regions"):
-            self._regions(used, states)
-        with self.stage("proposals"):
-            self._proposals(used, states)
-        with self.stage("matching"):
-            nodes, corr = self._match(used, states, model)
+        with self._engine_session():  # one local Ray for the stages it runs, not one each
+            with self.stage("saliency"):
+                self._saliency(model, used, target, states)
+            with self.stage("regions"):
+                self._regions(used, states)
+            with self.stage("proposals"):
+                self._proposals(used, states)
+            with self.stage("matching"):
+                nodes, corr = self._match(used, states, model)
         with self.stage("pruning"):
             nodes, corr = self._prune(nodes, corr)
         with self.stage("clustering"):
@@ -428,52 +418,31 @@ class Pipeline:
                 masks[im.id] = cached
         todo = [im for im in images if im.id not in masks]
         bs = self.config.batch_size
+        interval = checkpoint_seconds()
+        checkpointed = self.cache.enabled and interval > 0 and checks.takes_checkpoint(component)
+        job = SaliencyJob(info, component, model.module, pre, self.config.device, self.config.seed,
+                          self.cache if checkpointed else None, interval)
+        batches = [todo[start : start + bs] for start in range(0, len(todo), bs)]
+        work = (([im.view.pixels for im in batch], [targets[im.id] for im in batch],
+                 make_key("saliency-checkpoint", masks=[keys[im.id] for im in batch])) for batch in batches)
+        if self.engine == "ray" and batches:
+            stream = masks_on_ray(job, work, address=self.address, threads=torch.get_num_threads(),
+                                  say=self.reporter.info)
+        else:
+            stream = enumerate(batch_masks(job, *one, say=self._say) for one in work)
         with self.reporter.bar(len(todo), f"saliency ({info.name})") as bar:
-            for start in range(0, len(todo), bs):
-                batch = todo[start : start + bs]
-                seed_everything(self.config.seed)
-                x = pre.to_tensor([im.view.pixels for im in batch]).to(self.config.device)
-                t = torch.tensor([targets[im.id] for im in batch], dtype=torch.long, device=x.device)
-                checkpoint_key = make_key("saliency-checkpoint", masks=[keys[im.id] for im in batch])
-                checkpoint = self._checkpoint(info, component, checkpoint_key)
-                try:
-                    computed = checks.saliency(info, component, model.module, x, t, checkpoint)
-                except VisumError:
-                    if checkpoint is None or checkpoint.state is None:
-                        raise
-                    # a saved state that passed every check and still broke the method: drop it, start afresh
-                    self.cache.delete("saliency-checkpoint", checkpoint_key)
-                    self.reporter.warn(f"a {info.name} batch failed from its saved state; computing it afresh")
-                    seed_everything(self.config.seed)
-                    checkpoint = self._checkpoint(info, component, checkpoint_key)
-                    computed = checks.saliency(info, component, model.module, x, t, checkpoint)
-                for im, mask in zip(batch, computed):
+            for index, done in stream:
+                batch = batches[index]
+                for im, mask in zip(batch, done.masks):
                     masks[im.id] = mask
                     self.cache.put("saliency", keys[im.id], mask)
-                if checkpoint is not None:
-                    self.cache.delete("saliency-checkpoint", checkpoint_key)  # the masks are stored: done with it
-                    if checkpoint.rejected:
-                        self.reporter.warn(f"the saved state of a {info.name} batch did not fit ({checkpoint.rejected}); "
-                                           "the work it held was done again")
+                for level, line in finish_batch(job, done):  # the masks are stored: done with the checkpoint
+                    self._say(level, line)
                 bar.update(len(batch))
         return masks
 
-    def _checkpoint(self, info: ComponentInfo, component: Any, key: str) -> Checkpoint | None:
-        """A checkpoint for a saliency batch in flight, kept in the cache under ``key``, picked up if one is there.
-
-        Saved every ``$VISUM_CHECKPOINT_SECONDS`` (default 5) seconds by methods that take one
-        (:func:`visum.checks.takes_checkpoint`): a kill loses about that much of the batch."""
-        if not self.cache.enabled or not checks.takes_checkpoint(component):
-            return None
-        interval = checkpoint_seconds()
-        if interval <= 0:
-            return None
-        state = self.cache.get("saliency-checkpoint", key, _a_dict)
-        if state is not None:
-            self.reporter.info(f"saliency ({info.name}): picking a batch up where a stopped run left it "
-                               f"({_where(state)})")
-        return Checkpoint(state=state, save=lambda st: self.cache.put("saliency-checkpoint", key, st),
-                          interval=interval)
+    def _say(self, level: str, line: str) -> None:
+        (self.reporter.warn if level == "warn" else self.reporter.info)(line)
 
     def _regions(self, used: list[InputImage], states: dict[int, ImageState]) -> None:
         threshold, sigma = self.binarisation()

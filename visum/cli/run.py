@@ -6,6 +6,7 @@ import json
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,8 +19,15 @@ from visum.cli import (
     with_model_flags,
 )
 from visum.components import KINDS
+from visum.engines import check_engine
 from visum.errors import ConfigError
 from visum.output import check_out
+
+
+Engine = Annotated[str, typer.Option("--engine", help="local, or ray: saliency batches (and a run's pair matching) as "
+                                     "Ray tasks (pip install \"visum\\[ray]\"); the result is the same.")]
+Address = Annotated[str | None, typer.Option("--address", help="--engine ray: a running Ray cluster (default: a local "
+                                                "Ray).")]
 
 
 @app.command()
@@ -42,8 +50,8 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $VISUM_CACHE_DIR or ~/.cache/visum)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    engine: str = typer.Option("local", "--engine", help="local, or ray: match the pairs as Ray tasks (pip install \"visum[ray]\"); the result is the same."),
-    address: str | None = typer.Option(None, "--address", help="--engine ray: a running Ray cluster (default: a local Ray)."),
+    engine: Engine = "local",
+    address: Address = None,
     model_flags: dict | None = None,
     components: dict | None = None,
 ) -> None:
@@ -88,6 +96,8 @@ def masks(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not read or write the cache."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    engine: Engine = "local",
+    address: Address = None,
     model_flags: dict | None = None,
 ) -> None:
     """Compute and save saliency masks alone: masks/NNNN.png (original size), .npy (model input size), manifest.json."""
@@ -98,11 +108,13 @@ def masks(
                  **model_flags,
                  batch_size=batch_size, device=device, keep_misclassified=True)
     cfg = _config_from_flags(None, flags, opt)
+    check_engine(engine)
     out_dir = out or Path("visum-out") / datetime.now().strftime("masks-%Y%m%d-%H%M%S")
     check_out(out_dir)  # before any work
     reporter = TqdmReporter(quiet)
     with tempfile.TemporaryDirectory(prefix="visum-") as work:  # inputs of the run; save() writes out_dir whole
-        result = Pipeline(cfg, Path(work), cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter).masks()
+        result = Pipeline(cfg, Path(work), cache=Cache(cache_dir, enabled=not no_cache), reporter=reporter,
+                          engine=engine, address=address).masks()
         result.save(out_dir)
     reporter.info(f"{len(result.manifest.images)} masks; cache: {result.cache_hits} hits, {result.cache_misses} misses")
     typer.echo(f"masks: {result.report.resolve()}")

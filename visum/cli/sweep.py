@@ -29,13 +29,11 @@ def sweep(
 ) -> None:
     """Run every cell of a sweep (skipping finished ones) and write its report: index.html links each cell's run,
     with a table and a plot per model of accuracy and kept summaries per class (paper Sec. 4.3)."""
-    from visum.engines import ENGINES, run_cells
-    from visum.errors import ConfigError
+    from visum.engines import check_engine, run_cells
     from visum.report.sweep import write_sweep_report
     from visum.sweep import cells_of, load_sweep
 
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    check_engine(engine)
     spec, base = load_sweep(sweep_file)
     cells = cells_of(spec, base)  # every cell's configuration checked before any work
     _check_sweep_out(out)

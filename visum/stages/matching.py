@@ -149,7 +149,7 @@ def _ray_chunk(job: MatchJob, pairs: list[tuple[int, int]]) -> list[tuple[tuple[
 
 def _on_ray(job: MatchJob, chunks: list[list[tuple[int, int]]], address: str | None):
     """Every chunk's blocks as its Ray task finishes (a local Ray started and stopped here, or ``address``'s)."""
-    from visum.engines import ray_session
+    from visum.engines import ray_result, ray_session
 
     with ray_session(address) as ray:
         job_ref = ray.put(job)
@@ -159,7 +159,7 @@ def _on_ray(job: MatchJob, chunks: list[list[tuple[int, int]]], address: str | N
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
-                    yield from ray.get(ref)
+                    yield from ray_result(ray, ref, "a chunk of pair matching")
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
